@@ -1,0 +1,2 @@
+"""Registered models: importing this package registers every family in ``mmssm.registry.MODELS``."""
+from . import backbones  # noqa: F401

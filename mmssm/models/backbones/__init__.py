@@ -1,0 +1,1 @@
+"""One file per model family; each registers its backbone in ``mmssm.registry.MODELS``."""

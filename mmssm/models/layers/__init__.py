@@ -1,0 +1,1 @@
+"""Plain nn.Modules shared by the families (no registry, no configs)."""
