@@ -1,0 +1,36 @@
+"""Argument checks and device rules shared by every op's launchers (plain PyTorch, no Triton import)."""
+import os
+
+import torch
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def interpreting():
+    """True when Triton kernels run on the CPU through the interpreter (TRITON_INTERPRET=1)."""
+    return os.environ.get('TRITON_INTERPRET', '0') not in ('', '0')
+
+
+def triton_runs_on(tensor):
+    """Whether a Triton kernel can take ``tensor``: CUDA tensors, or CPU tensors under the interpreter."""
+    return tensor.is_cuda or (tensor.device.type == 'cpu' and interpreting())
+
+
+def check_shape(name, tensor, shape):
+    """Raise ValueError unless ``tensor.shape == shape``."""
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f'{name} must have shape {tuple(shape)}, got {tuple(tensor.shape)}')
+
+
+def check_dtype(name, tensor, dtypes=FLOAT_DTYPES):
+    """Raise TypeError unless ``tensor.dtype`` is one of ``dtypes``."""
+    if tensor.dtype not in dtypes:
+        raise TypeError(f'{name} must have a dtype in {[str(d) for d in dtypes]}, got {tensor.dtype}')
+
+
+def check_devices(**tensors):
+    """Raise ValueError unless every given (non-None) tensor lives on the same device."""
+    devices = {name: t.device for name, t in tensors.items() if t is not None}
+    if len(set(devices.values())) > 1:
+        listing = ', '.join(f'{name}: {device}' for name, device in devices.items())
+        raise ValueError(f'all tensors must be on one device, got {listing}')
