@@ -1,0 +1,101 @@
+"""Strict checkpoint loading shared by every backbone: a mismatch is an error that lists the keys, never a warning.
+
+mmengine's own ``Pretrained`` initialiser only logs missing/unexpected keys, so a wrong or half-converted checkpoint
+trains silently from random weights. Backbones call :func:`load_pretrained` from ``init_weights`` instead.
+"""
+from fnmatch import fnmatchcase
+
+from mmengine.runner.checkpoint import CheckpointLoader
+
+MAX_LISTED_KEYS = 30
+
+
+class CheckpointMismatchError(ValueError):
+    """A state dict does not fit a module; ``missing``, ``unexpected`` and ``mismatched`` hold the offending keys."""
+
+    def __init__(self, source, missing, unexpected, mismatched):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        lines = [f'checkpoint {source or "<state dict>"} does not match the model:']
+        lines += _key_section('missing keys', missing)
+        lines += _key_section('unexpected keys', unexpected)
+        lines += _key_section('shape mismatches (checkpoint vs model)', mismatched)
+        super().__init__('\n'.join(lines))
+
+
+def _key_section(title, keys):
+    if not keys:
+        return []
+    shown = [f'    {key}' for key in keys[:MAX_LISTED_KEYS]]
+    if len(keys) > MAX_LISTED_KEYS:
+        shown.append(f'    ... and {len(keys) - MAX_LISTED_KEYS} more')
+    return [f'  {len(keys)} {title}:'] + shown
+
+
+def _is_allowed(key, patterns):
+    return any(fnmatchcase(key, pattern) for pattern in patterns)
+
+
+def load_state_dict_checked(module, state_dict, allow_missing=(), source=''):
+    """Load ``state_dict`` into ``module`` and raise :class:`CheckpointMismatchError` on any mismatch.
+
+    Args:
+        module: the nn.Module to fill.
+        state_dict: name -> tensor, in the module's own key names.
+        allow_missing: glob patterns (``fnmatch``, e.g. ``'head.*'``) of module keys that may be absent.
+        source: where the weights came from, for the error message.
+
+    Returns:
+        The sorted list of module keys that were absent but allowed (left at their initial values).
+    """
+    expected = module.state_dict()
+    missing = sorted(k for k in expected if k not in state_dict)
+    allowed_missing = [k for k in missing if _is_allowed(k, allow_missing)]
+    missing = [k for k in missing if not _is_allowed(k, allow_missing)]
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    mismatched = sorted(
+        f'{k}: {tuple(v.shape)} vs {tuple(expected[k].shape)}' for k, v in state_dict.items()
+        if k in expected and tuple(v.shape) != tuple(expected[k].shape))
+    if missing or unexpected or mismatched:
+        raise CheckpointMismatchError(source, missing, unexpected, mismatched)
+    module.load_state_dict(state_dict, strict=False)
+    return allowed_missing
+
+
+def extract_state_dict(checkpoint):
+    """The weights of a loaded checkpoint: its ``state_dict`` or ``model`` entry, or the dict itself."""
+    for key in ('state_dict', 'model'):
+        if isinstance(checkpoint, dict) and key in checkpoint:
+            return checkpoint[key]
+    return checkpoint
+
+
+def strip_prefix(state_dict, prefix, source=''):
+    """Keep the keys that start with ``prefix``, without it; an error when none does."""
+    stripped = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    if not stripped:
+        examples = ', '.join(list(state_dict)[:5])
+        raise ValueError(f'checkpoint {source} has no key starting with {prefix!r} (first keys: {examples})')
+    return stripped
+
+
+def load_pretrained(module, checkpoint, prefix=None, convert=None, map_location='cpu', allow_missing=()):
+    """Read ``checkpoint`` (path or URL, through mmengine's CheckpointLoader) into ``module``, strictly.
+
+    Args:
+        module: the nn.Module to fill.
+        checkpoint: a file path or URL that mmengine can open.
+        prefix: keep only keys under this prefix (e.g. ``'backbone.'``) and strip it.
+        convert: callable mapping a foreign (official) state dict to the module's key names.
+        map_location: passed to the loader.
+        allow_missing: glob patterns of module keys that may be absent (see :func:`load_state_dict_checked`).
+
+    Returns:
+        The module keys that were absent but allowed.
+    """
+    loaded = CheckpointLoader.load_checkpoint(checkpoint, map_location=map_location)
+    state_dict = dict(extract_state_dict(loaded))
+    if prefix:
+        state_dict = strip_prefix(state_dict, prefix, checkpoint)
+    if convert is not None:
+        state_dict = convert(state_dict)
+    return load_state_dict_checked(module, state_dict, allow_missing=allow_missing, source=str(checkpoint))
