@@ -1,0 +1,88 @@
+"""Each compat shim: the problem it fixes is reproduced without it, and solved with it."""
+import importlib.util
+import os
+import pickle
+import sys
+
+import pytest
+import torch
+from mmengine.logging import HistoryBuffer
+from mmengine.runner.checkpoint import CheckpointLoader
+
+from mmssm import compat
+
+compat.apply()
+
+
+def fresh_module(name):
+    """A new, unpatched copy of an mmengine module (the patched one stays in sys.modules)."""
+    spec = importlib.util.find_spec(name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def no_pkg_resources(monkeypatch):
+    monkeypatch.setitem(sys.modules, 'pkg_resources', None)  # as with setuptools >= 82
+
+
+def test_package_utils_without_pkg_resources(no_pkg_resources):
+    original = fresh_module('mmengine.utils.package_utils')
+    with pytest.raises(ImportError):
+        original.get_installed_path('mmengine')
+    from mmengine.config import config as config_module
+    path = config_module.get_installed_path('mmengine')
+    assert os.path.isfile(os.path.join(path, 'config', 'config.py'))
+    assert config_module.is_installed('mmengine') and not config_module.is_installed('no_such_package_mmssm')
+
+
+def make_mmengine_checkpoint(path):
+    """A checkpoint with the objects mmengine's CheckpointHook writes: HistoryBuffers and numpy values."""
+    buffer = HistoryBuffer()
+    buffer.update(0.5)
+    import numpy as np
+    state = {'meta': {'epoch': 1, 'iter': 4}, 'state_dict': {'w': torch.ones(2)},
+             'message_hub': {'log_scalars': {'train/loss': buffer}, 'runtime_info': {'eta': np.float64(1.5)}},
+             'optimizer': {'state': {}, 'param_groups': [{'lr': np.array([0.1])[0]}]}}
+    torch.save(state, path)
+
+
+def test_mmengine_checkpoint_loads_with_weights_only(tmp_path):
+    path = str(tmp_path / 'iter_4.pth')
+    make_mmengine_checkpoint(path)
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path)  # torch >= 2.6 default, what mmengine 0.10.7 calls
+    checkpoint = CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert checkpoint['meta']['iter'] == 4
+    assert checkpoint['message_hub']['log_scalars']['train/loss'].current() == 0.5
+
+
+class RunsCode:
+    def __reduce__(self):
+        return (os.system, ('touch pwned_by_checkpoint',))
+
+
+class ReachesGlobals:
+    """getattr beyond HistoryBuffer's statistics methods could walk to any callable."""
+
+    def __reduce__(self):
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+@pytest.mark.parametrize('payload', [RunsCode(), ReachesGlobals()])
+def test_crafted_checkpoint_is_refused(tmp_path, monkeypatch, payload):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(compat.TRUST_ENV, raising=False)
+    path = str(tmp_path / 'evil.pth')
+    torch.save({'state_dict': {}, 'x': payload}, path)
+    with pytest.raises(compat.UntrustedCheckpointError, match=compat.TRUST_ENV):
+        CheckpointLoader.load_checkpoint(path, map_location='cpu')
+    assert not (tmp_path / 'pwned_by_checkpoint').exists()
+
+
+def test_trusted_opt_in_loads_full_pickle(tmp_path, monkeypatch):
+    monkeypatch.setenv(compat.TRUST_ENV, '1')
+    path = str(tmp_path / 'plain.pth')
+    torch.save({'x': {1, 2}.__class__([3])}, path)  # a set: not in the weights_only allow-list
+    assert CheckpointLoader.load_checkpoint(path, map_location='cpu')['x'] == {3}
