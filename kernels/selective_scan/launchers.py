@@ -1,0 +1,153 @@
+"""Argument checks shared by every path, and the launchers of the Triton kernels (allocate, pick blocks, launch)."""
+import torch
+
+from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
+
+SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+TILE = 4096  # elements of the (BLOCK_D, BLOCK_N, BLOCK_L) forward tile
+
+
+def check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, return_states):
+    """Raise a clear error on wrong shapes, dtypes or mixed devices; return (batch, channels, length, N, G)."""
+    if u.dim() != 3:
+        raise ValueError(f'u must be (batch, D, L), got shape {tuple(u.shape)}')
+    batch, channels, length = u.shape
+    if length < 1 or channels < 1:
+        raise ValueError(f'u must have D >= 1 and L >= 1, got shape {tuple(u.shape)}')
+    if A.dim() != 2 or A.shape[0] != channels:
+        raise ValueError(f'A must be (D, N) = ({channels}, N), got shape {tuple(A.shape)}')
+    num_states = A.shape[1]
+    if B.dim() not in (3, 4):
+        raise ValueError(f'B must be (batch, N, L) or (batch, G, N, L), got shape {tuple(B.shape)}')
+    groups = 1 if B.dim() == 3 else B.shape[1]
+    if groups < 1 or channels % groups:
+        raise ValueError(f'the number of groups of B ({groups}) must divide D ({channels})')
+    bc_shape = (batch, num_states, length) if B.dim() == 3 else (batch, groups, num_states, length)
+    check_shape('B', B, bc_shape)
+    check_shape('delta', delta, u.shape)
+    if return_states:
+        if C is not None or D is not None or z is not None:
+            raise ValueError('return_states=True returns the hidden states: C, D and z must be None')
+    elif C is None:
+        raise ValueError('C is required unless return_states=True')
+    optional = dict(C=(C, bc_shape), D=(D, (channels,)), z=(z, u.shape), delta_bias=(delta_bias, (channels,)),
+                    initial_state=(initial_state, (batch, channels, num_states)))
+    for name, (tensor, shape) in optional.items():
+        if tensor is not None:
+            check_shape(name, tensor, shape)
+    named = dict(u=u, delta=delta, A=A, B=B, **{name: tensor for name, (tensor, _) in optional.items()})
+    for name, tensor in named.items():
+        if tensor is not None:
+            check_dtype(name, tensor, SCAN_DTYPES)
+    check_devices(**named)
+    return batch, channels, length, num_states, groups
+
+
+def _largest_power_of_two_dividing(n, cap):
+    size = 1
+    while size * 2 <= cap and n % (size * 2) == 0:
+        size *= 2
+    return size
+
+
+def chunk_length(num_states, length):
+    """Steps per chunk (BLOCK_L): the forward saves one state checkpoint per chunk of this length."""
+    block_n = triton_next_power_of_2(num_states)
+    return min(triton_next_power_of_2(length), 128 if block_n == 1 else 64 if block_n <= 16 else 32)
+
+
+def triton_next_power_of_2(n):
+    return 1 << (n - 1).bit_length()
+
+
+def block_sizes(channels_per_group, num_states, length, tile=TILE):
+    """(BLOCK_D, BLOCK_N, BLOCK_L): BLOCK_D divides the group so that one block reads one row of B and C."""
+    block_n = triton_next_power_of_2(num_states)
+    block_l = chunk_length(num_states, length)
+    block_d = _largest_power_of_two_dividing(channels_per_group, max(1, min(64, tile // (block_n * block_l))))
+    return block_d, block_n, block_l
+
+
+def _check_triton_device(u):
+    if not triton_runs_on(u):
+        raise RuntimeError(f'the Triton selective scan needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}')
+
+
+def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states,
+                              out_dtype, save_checkpoints, empty=torch.empty, tile=TILE, num_warps=4):
+    """Forward launcher: returns (out, last_state, checkpoints (batch, D, N, chunks) fp32 or an empty tensor).
+
+    ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show).
+    """
+    batch, channels, length, num_states, groups = check_selective_scan_args(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
+    _check_triton_device(u)
+    block_d, block_n, block_l = block_sizes(channels // groups, num_states, length, tile)
+    num_chunks = -(-length // block_l)
+    device = u.device
+    out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
+    out = empty(out_shape, dtype=out_dtype, device=device)
+    last_state = empty((batch, channels, num_states), dtype=out_dtype, device=device)
+    checkpoint_shape = (batch, channels, num_states, num_chunks) if save_checkpoints else (0,)
+    checkpoints = empty(checkpoint_shape, dtype=torch.float32, device=device)
+    contiguous = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)]
+    from .triton_kernels import selective_scan_fwd_kernel
+    selective_scan_fwd_kernel[(channels // block_d, batch)](
+        *contiguous, out, last_state, checkpoints,
+        channels, length, num_states, channels // groups, groups, num_chunks,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
+        SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+    return out, last_state, checkpoints
+
+
+def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias, initial_state,
+                              checkpoints, delta_softplus, return_states, empty=torch.empty, tile=TILE // 2,
+                              num_warps=4):
+    """Backward launcher: gradients of (u, delta, A, B, C, D, z, delta_bias, initial_state), None where absent.
+
+    ``checkpoints`` come from :func:`selective_scan_fwd_triton` with ``save_checkpoints=True``.
+    """
+    batch, channels, length, num_states, groups = check_selective_scan_args(
+        u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
+    _check_triton_device(u)
+    block_l = chunk_length(num_states, length)
+    block_d, block_n, _ = block_sizes(channels // groups, num_states, length, tile)
+    num_chunks = -(-length // block_l)
+    check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
+    num_blocks = channels // block_d
+    device = u.device
+
+    def alloc(shape, dtype=torch.float32, present=True):
+        return empty(shape, dtype=dtype, device=device) if present else None
+
+    def alloc_like(tensor):
+        return None if tensor is None else empty(tensor.shape, dtype=tensor.dtype, device=device)
+
+    grad_u, grad_delta, grad_z, grad_initial = (alloc_like(t) for t in (u, delta, z, initial_state))
+    part_A = alloc((batch, channels, num_states))
+    part_D = alloc((batch, channels), present=D is not None)
+    part_bias = alloc((batch, channels), present=delta_bias is not None)
+    part_B = alloc((batch, num_blocks, num_states, length))
+    part_C = alloc((batch, num_blocks, num_states, length), present=not return_states)
+    inputs = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias, checkpoints)]
+    from .triton_kernels import selective_scan_bwd_kernel
+    selective_scan_bwd_kernel[(num_blocks, batch)](
+        *inputs, grad_out.contiguous(), None if grad_last_state is None else grad_last_state.contiguous(),
+        grad_u, grad_delta, grad_z, grad_initial, part_A, part_D, part_bias, part_B, part_C,
+        channels, length, num_states, channels // groups, groups, num_chunks,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
+        RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+
+    def group_sum(part, like):
+        """(batch, blocks, N, L) partials -> summed over the blocks of each group, shaped and typed like B / C."""
+        grouped = part.view(batch, groups, num_blocks // groups, num_states, length)  # (batch, G, blocks/G, N, L)
+        return grouped.sum(2).reshape(like.shape).to(like.dtype)
+
+    grad_A = part_A.sum(0).to(A.dtype)
+    grad_B = group_sum(part_B, B)
+    grad_C = None if return_states else group_sum(part_C, C)
+    grad_D = None if D is None else part_D.sum(0).to(D.dtype)
+    grad_bias = None if delta_bias is None else part_bias.sum(0).to(delta_bias.dtype)
+    return grad_u, grad_delta, grad_A, grad_B, grad_C, grad_D, grad_z, grad_bias, grad_initial
