@@ -1,0 +1,127 @@
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO and ADE20K, for end-to-end tests of configs.
+
+Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
+exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
+The output depends only on the arguments (same seed, same bytes). Shape kinds stand in for real classes:
+
+| function | layout under ``root`` | dataset class |
+|---|---|---|
+| ``make_imagenet`` | ``train/<wnid>/*.JPEG``, ``val/*.JPEG``, ``meta/{train,val}.txt`` | mmpretrain ``ImageNet`` |
+| ``make_coco`` | ``{train,val}2017/*.jpg``, ``annotations/instances_{train,val}2017.json`` (polygons) | mmdet ``CocoDataset`` |
+| ``make_ade20k`` | ``images/{training,validation}/*.jpg``, ``annotations/{training,validation}/*.png`` | mmseg ``ADE20KDataset`` |
+
+``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
+"""
+import json
+import os.path as osp
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mmssm.datasets.shapes import SHAPE_KINDS, render_scene, scene_rng
+
+# The first ImageNet-1k synsets, in the class-index order of the official devkit (tench, goldfish, great white
+# shark, tiger shark): one per shape kind.
+IMAGENET_WNIDS = ('n01440764', 'n01443537', 'n01484850', 'n01491361')
+# Real COCO category ids and names (person, bicycle, car, motorcycle): one per shape kind.
+COCO_CATEGORIES = ({'id': 1, 'name': 'person'}, {'id': 2, 'name': 'bicycle'}, {'id': 3, 'name': 'car'},
+                   {'id': 4, 'name': 'motorcycle'})
+# ADE20K label values (0 = "other", ignored with reduce_zero_label; 1 = wall): the background is wall and shape
+# kind k is label k + 2 (building, sky, floor, tree).
+ADE20K_BACKGROUND = 1
+ADE20K_FIRST_SHAPE = 2
+
+_SPLIT_SEEDS = {'train': 0, 'val': 1}
+
+
+def _save_jpeg(image, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path, quality=95)
+
+
+def _scene(seed, split, index, size, max_shapes):
+    """One picture with 1..max_shapes shapes of random kinds."""
+    rng = scene_rng(seed, _SPLIT_SEEDS[split], index)
+    kinds = rng.integers(0, len(SHAPE_KINDS), size=rng.integers(1, max_shapes + 1))
+    return render_scene(rng, size, kinds)
+
+
+def make_imagenet(root, num_train=8, num_val=4, size=64, seed=0):
+    """ImageNet-1k as mmpretrain reads it: class folders for train, flat val, and ``meta/{split}.txt`` lists.
+
+    Each picture holds one shape; its kind picks the synset in ``IMAGENET_WNIDS`` (class indices 0..3).
+    """
+    root = Path(root)
+    for split, count in (('train', num_train), ('val', num_val)):
+        lines = []
+        for index in range(count):
+            kind = index % len(SHAPE_KINDS)
+            rng = scene_rng(seed, _SPLIT_SEEDS[split], index)
+            image, _, _ = render_scene(rng, size, kinds=[kind])
+            wnid = IMAGENET_WNIDS[kind]
+            if split == 'train':
+                relative = f'{wnid}/{wnid}_{index + 1}.JPEG'
+            else:
+                relative = f'ILSVRC2012_val_{index + 1:08d}.JPEG'
+            _save_jpeg(image, root / split / relative)
+            lines.append(f'{relative} {kind}')
+        (root / 'meta').mkdir(parents=True, exist_ok=True)
+        (root / 'meta' / f'{split}.txt').write_text('\n'.join(lines) + '\n')
+    return str(root)
+
+
+def make_coco(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
+    """COCO 2017 instances: jpg folders and ``annotations/instances_{split}2017.json`` with polygon masks."""
+    root = Path(root)
+    for split, count in (('train', num_train), ('val', num_val)):
+        images, annotations = [], []
+        for index in range(count):
+            image, shapes, _ = _scene(seed, split, index, size, max_shapes)
+            image_id = index + 1
+            file_name = f'{image_id:012d}.jpg'
+            _save_jpeg(image, root / f'{split}2017' / file_name)
+            images.append(dict(id=image_id, file_name=file_name, height=size, width=size))
+            for shape in shapes:
+                annotations.append(dict(
+                    id=len(annotations) + 1, image_id=image_id, category_id=COCO_CATEGORIES[shape.kind]['id'],
+                    segmentation=[[round(float(v), 2) for v in shape.polygon.reshape(-1)]],  # (V, 2) -> [x0, y0, ...]
+                    area=shape.area, bbox=[round(v, 2) for v in shape.bbox_xywh], iscrowd=0))
+        content = dict(info=dict(description=f'mmssm tiny COCO {split}'), licenses=[], images=images,
+                       annotations=annotations, categories=[dict(c, supercategory='shape') for c in COCO_CATEGORIES])
+        path = root / 'annotations' / f'instances_{split}2017.json'
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(content))
+    return str(root)
+
+
+def make_ade20k(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
+    """ADEChallengeData2016: ``images/<split>/*.jpg`` and uint8 label pngs in ``annotations/<split>``."""
+    root = Path(root)
+    for split, folder, prefix, count in (('train', 'training', 'ADE_train', num_train),
+                                         ('val', 'validation', 'ADE_val', num_val)):
+        for index in range(count):
+            image, _, kind_map = _scene(seed, split, index, size, max_shapes)
+            labels = np.where(kind_map < 0, ADE20K_BACKGROUND, kind_map + ADE20K_FIRST_SHAPE).astype(np.uint8)
+            stem = f'{prefix}_{index + 1:08d}'
+            _save_jpeg(image, root / 'images' / folder / f'{stem}.jpg')
+            label_path = root / 'annotations' / folder / f'{stem}.png'
+            label_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(labels).save(label_path)
+    return str(root)
+
+
+TINY_DATASETS = {
+    'ImageNet': make_imagenet,
+    'CocoDataset': make_coco,
+    'ADE20KDataset': make_ade20k,
+}
+
+
+def make_tiny_dataset(dataset_type, root, **kwargs):
+    """Write the tiny dataset for a config's dataset ``type`` (``'mmdet.CocoDataset'`` works too) into ``root``."""
+    name = dataset_type.split('.')[-1]
+    if name not in TINY_DATASETS:
+        raise KeyError(f'no tiny dataset for dataset type {dataset_type!r}; known: {sorted(TINY_DATASETS)}. '
+                       f'Add a maker to mmssm.testing.tiny_datasets.TINY_DATASETS.')
+    return TINY_DATASETS[name](osp.abspath(root), **kwargs)
