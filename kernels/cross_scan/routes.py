@@ -1,0 +1,29 @@
+"""Route names <-> integer codes, and the route orders as index tensors for the PyTorch path."""
+import torch
+
+from .naive import ROUTES
+
+# bit 0: column-major reading, bit 1: reversed
+ROUTE_CODES = {'h': 0, 'v': 1, 'h_flip': 2, 'v_flip': 3}
+assert tuple(ROUTE_CODES) == ROUTES
+
+
+def route_codes(routes):
+    """Validate ``routes`` (1, 2 or 4 distinct names from ROUTES) and return their codes as a list of ints."""
+    routes = (routes,) if isinstance(routes, str) else tuple(routes)
+    unknown = [r for r in routes if r not in ROUTE_CODES]
+    if unknown:
+        raise ValueError(f'unknown routes {unknown}; choose from {ROUTES}')
+    if len(routes) not in (1, 2, 4) or len(set(routes)) != len(routes):
+        raise ValueError(f'routes must be 1, 2 or 4 distinct names from {ROUTES}, got {routes}')
+    return [ROUTE_CODES[r] for r in routes]
+
+
+def route_positions(codes, height, width, device):
+    """(K, L) int64: entry [k, t] is the natural (row-major) position visited at step t of route k."""
+    grid = torch.arange(height * width, device=device).view(height, width)  # (H, W) natural positions
+    orders = []
+    for code in codes:
+        order = (grid.t() if code & 1 else grid).flatten()  # (L,) row- or column-major
+        orders.append(order.flip(0) if code & 2 else order)
+    return torch.stack(orders)  # (K, L)
