@@ -86,7 +86,7 @@ def selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softpl
     """Forward on the chunked path: returns (out, last_state) in ``out_dtype``; see ``selective_scan``."""
     _, _, decay, drive = _discretize(u, delta, A, B, delta_bias, delta_softplus)
     states = linear_scan(decay, drive, initial_state)  # (batch, D, N, L)
-    last_state = states[..., -1].to(out_dtype)
+    last_state = states[..., -1].to(out_dtype, copy=True)  # a copy: outputs of a custom op never alias
     if return_states:
         return states.to(out_dtype), last_state
     y = _readout(states, u, C, D)
