@@ -1,0 +1,97 @@
+"""Every config under configs/ trains for a moment and computes its real metric on tiny generated data, on CPU.
+
+Each config is loaded with ``mmssm.apis.load_config`` and built with ``build_runner`` exactly as tools/train.py does,
+then shrunk (``mmssm.testing``): a narrow backbone from ``TINY_BACKBONES``, image sizes divided by
+``SIZE_FACTORS[default_scope]``, tiny datasets in the real on-disk format, one epoch (or two iterations) at batch 2.
+Configs that are identical once shrunk (T/S/B of one task differ only in the backbone) are built every time but
+trained once. A config whose library (mmpretrain / mmdet / mmseg) is missing fails with load_config's message.
+
+Adding a family: add a row to ``TINY_BACKBONES`` (backbone overrides, per-stage output channels).
+Adding a task: add its metric type to ``EXPECTED_METRICS`` and its dataset maker to ``mmssm.testing.TINY_DATASETS``.
+"""
+import math
+from pathlib import Path
+
+import pytest
+from mmengine.hooks import Hook
+
+from mmssm.apis import build_runner, load_config
+from mmssm.testing import make_quick, redirect_to_tiny_data, set_model_channels
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
+CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py') if '_base_' not in path.parts)
+
+# backbone type -> (overrides that make it tiny, channels of its outputs at strides 4 / 8 / 16 / 32)
+TINY_BACKBONES = {
+    'mmssm.VMamba': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), ssm_ratio=1.0)), (16, 32, 64, 128)),
+}
+# default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 167x100, 512 crops -> 64)
+SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 8, 'mmseg': 8}
+# in-memory datasets: fewer samples
+TINY_IN_MEMORY = {'mmssm.DemoShapes': dict(num_samples=4)}
+# evaluator type -> metric names it must report
+EXPECTED_METRICS = {
+    'Accuracy': ('accuracy/top1', ),
+    'CocoMetric': ('coco/bbox_mAP', 'coco/segm_mAP'),
+    'IoUMetric': ('mIoU', ),
+}
+
+_trained = {}  # shrunk config text without the backbone -> metrics of its run
+
+
+class _RecordMetrics(Hook):
+    """Keeps the metrics of the last validation pass."""
+
+    def __init__(self):
+        self.metrics = None
+
+    def after_val_epoch(self, runner, metrics=None):
+        self.metrics = metrics
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp('tiny_data'))
+
+
+def _shrink(cfg, data_dir, work_dir):
+    backbone = cfg.model.backbone
+    if backbone.type not in TINY_BACKBONES:
+        raise KeyError(f'no tiny version of backbone {backbone.type!r}: add a row to TINY_BACKBONES in {__file__}')
+    overrides, channels = TINY_BACKBONES[backbone.type]
+    backbone.update(overrides, init_cfg=None)  # no pretrained checkpoint in the tests
+    set_model_channels(cfg.model, channels)
+    redirect_to_tiny_data(cfg, data_dir, TINY_IN_MEMORY)
+    make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope])
+
+
+def _signature(cfg):
+    """The shrunk config as text, without what differs between arch variants of one task."""
+    text = cfg.copy()
+    text.model.pop('backbone')
+    text.pop('work_dir')
+    return text.pretty_text
+
+
+@pytest.mark.parametrize('config_path', CONFIGS, ids=[str(p.relative_to(CONFIG_DIR)) for p in CONFIGS])
+def test_config_trains_and_evaluates(config_path, data_dir, tmp_path):
+    cfg = load_config(str(config_path), work_dir=str(tmp_path))
+    _shrink(cfg, data_dir, str(tmp_path))
+    runner = build_runner(cfg)
+    assert sum(p.numel() for p in runner.model.backbone.parameters()) > 0
+    signature = _signature(cfg)
+    if signature in _trained:
+        return  # trained already as another arch variant of the same task
+    recorder = _RecordMetrics()
+    runner.register_hook(recorder)
+    runner.train()
+
+    assert recorder.metrics, 'validation produced no metrics'
+    evaluators = cfg.val_evaluator if isinstance(cfg.val_evaluator, list) else [cfg.val_evaluator]
+    for evaluator in evaluators:
+        kind = evaluator.type.split('.')[-1]
+        assert kind in EXPECTED_METRICS, f'add the metrics of {kind} to EXPECTED_METRICS'
+        for name in EXPECTED_METRICS[kind]:
+            assert name in recorder.metrics, f'{name} missing from {sorted(recorder.metrics)}'
+            assert math.isfinite(recorder.metrics[name]) and recorder.metrics[name] >= 0, recorder.metrics
+    _trained[signature] = recorder.metrics
