@@ -1,0 +1,25 @@
+"""RMSNorm (no bias, no mean subtraction), computed in float32 whatever the input dtype."""
+import torch
+from torch import nn
+
+
+class RMSNorm(nn.Module):
+    """y = x / sqrt(mean(x^2) + eps) * weight over the last axis; returns the input's dtype.
+
+    Args:
+        dim: size of the normalised (last) axis.
+        eps: added to the mean square.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x_float = x.float()
+        rms_inv = torch.rsqrt(x_float.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return (x_float * rms_inv * self.weight.float()).to(x.dtype)
+
+    def extra_repr(self):
+        return f'{self.weight.shape[0]}, eps={self.eps}'
