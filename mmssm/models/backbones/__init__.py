@@ -1,1 +1,2 @@
 """One file per model family; each registers its backbone in ``mmssm.registry.MODELS``."""
+from . import vmamba  # noqa: F401
