@@ -24,6 +24,7 @@ CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py') if '_base_' not in pa
 # backbone type -> (overrides that make it tiny, channels of its outputs at strides 4 / 8 / 16 / 32)
 TINY_BACKBONES = {
     'mmssm.VMamba': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), ssm_ratio=1.0)), (16, 32, 64, 128)),
+    'mmssm.Vim': (dict(arch=dict(embed_dims=16, num_layers=4)), (16, 16, 16, 16)),
 }
 # default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 167x100, 512 crops -> 64)
 SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 8, 'mmseg': 8}
