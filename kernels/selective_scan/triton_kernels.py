@@ -13,7 +13,7 @@ import triton.language as tl
 
 from ..common.triton_scan import pick, scan_chunk, sigmoid, softplus
 
-LOG2_E = 1.4426950408889634
+LOG2_E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
