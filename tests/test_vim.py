@@ -18,6 +18,7 @@ from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.vim import Vim, convert_vim, resize_pos_embed
 from mmssm.models.layers.bimamba import MambaMixer
 from mmssm.models.utils import CheckpointMismatchError
+from mmssm.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 REPO = Path(__file__).resolve().parents[1]
 DIRECTIONS = {'': ('A_log', 'D'), '_b': ('A_b_log', 'D_b')}  # official suffix -> (A name, D name)
@@ -354,3 +355,21 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         sum(o.square().mean() for o in model(images)).backward()
     for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
         torch.testing.assert_close(b.grad, a.grad, msg=name)
+
+
+def test_layer_decay_constructor_on_a_vim_segmentor():
+    """The seg configs' optimizer: lr 0.92 ** (25 - depth) by block, no weight decay on 1-D params and pos_embed."""
+    segmentor = torch.nn.Module()
+    segmentor.backbone = Vim(arch=TINY, img_size=32, out_type='featmap', with_cls_token=False)
+    segmentor.decode_head = torch.nn.Conv2d(32, 3, 1)
+    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
+        type='mmssm.LayerDecayOptimWrapperConstructor',
+        optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1e-4, weight_decay=0.05)),
+        paramwise_cfg=dict(layer_decay_rate=0.92, flat_decay_mult=0.0, custom_keys={'pos_embed': dict(decay_mult=0.)})))
+    groups = {g['param_name']: g for g in constructor(segmentor).optimizer.param_groups}
+    assert groups['backbone.pos_embed']['lr'] == pytest.approx(1e-4 * 0.92 ** 5)
+    assert groups['backbone.pos_embed']['weight_decay'] == 0
+    assert groups['backbone.layers.1.mixer.in_proj.weight']['lr'] == pytest.approx(1e-4 * 0.92 ** 3)
+    assert groups['backbone.layers.1.mixer.in_proj.weight']['weight_decay'] == 0.05
+    assert groups['backbone.layers.1.mixer.scans.1.D']['weight_decay'] == 0
+    assert groups['decode_head.weight']['lr'] == pytest.approx(1e-4)
