@@ -4,12 +4,13 @@ Everything that patches another library lives here, each shim with the upstream 
 a test in ``tests/test_compat.py`` that fails without it. ``apply()`` is idempotent and is called by
 ``mmssm.apis`` (and so by ``tools/train.py`` / ``tools/test.py``) before any config is read.
 """
-import importlib
+import importlib.abc
 import importlib.metadata
 import importlib.util
 import os
 import os.path as osp
 import pickle
+import sys
 
 import torch
 
@@ -147,6 +148,56 @@ def _patch_cpu_distributed():
     dist_utils._init_dist_pytorch = init_dist_pytorch
 
 
+# --- 4. `import mmpretrain.models` with pycocotools and transformers >= 5 installed -----------------------------------
+# mmpretrain 1.2.0 enables its multimodal models when pycocotools and transformers>=4.28 are installed
+# (`utils/dependency.py::WITH_MULTIMODAL`); their code (e.g. `models/multimodal/blip/language_model.py`) subclasses
+# transformers 4.x names that are None in 5.x, so `import mmpretrain.models` crashes with
+# "TypeError: NoneType takes no arguments". Cause: mmpretrain 1.2.0 predates transformers 5 (no upstream fix released).
+# Install an import hook that turns the multimodal models off when transformers is 5 or newer.
+
+class _MultimodalOffLoader(importlib.abc.Loader):
+    def __init__(self, loader):
+        self.loader = loader
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        module.WITH_MULTIMODAL = module.WITH_MULTIMODAL and not transformers_is_5_or_newer()
+
+
+class _MultimodalOffFinder(importlib.abc.MetaPathFinder):
+    target = 'mmpretrain.utils.dependency'
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.target:
+            return None
+        for finder in sys.meta_path:
+            if finder is self:
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                spec.loader = _MultimodalOffLoader(spec.loader)
+                return spec
+        return None
+
+
+def transformers_is_5_or_newer():
+    try:
+        return int(importlib.metadata.version('transformers').split('.')[0]) >= 5
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def _patch_mmpretrain_multimodal():
+    if 'mmpretrain.utils.dependency' in sys.modules:
+        module = sys.modules['mmpretrain.utils.dependency']
+        module.WITH_MULTIMODAL = module.WITH_MULTIMODAL and not transformers_is_5_or_newer()
+    elif not any(isinstance(finder, _MultimodalOffFinder) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _MultimodalOffFinder())
+
+
 def apply():
     """Install every shim (idempotent)."""
     global _applied
@@ -155,4 +206,5 @@ def apply():
     _patch_package_utils()
     _patch_checkpoint_loading()
     _patch_cpu_distributed()
+    _patch_mmpretrain_multimodal()
     _applied = True

@@ -86,3 +86,17 @@ def test_trusted_opt_in_loads_full_pickle(tmp_path, monkeypatch):
     path = str(tmp_path / 'plain.pth')
     torch.save({'x': {1, 2}.__class__([3])}, path)  # a set: not in the weights_only allow-list
     assert CheckpointLoader.load_checkpoint(path, map_location='cpu')['x'] == {3}
+
+
+def run_python(code):
+    import subprocess
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+
+
+def test_mmpretrain_models_import_with_transformers_5():
+    assert compat.transformers_is_5_or_newer(), 'requirements/tests.txt installs transformers>=5 to reproduce this'
+    crashed = run_python('import mmpretrain.models')
+    assert crashed.returncode != 0 and 'NoneType takes no arguments' in crashed.stderr
+    import mmpretrain.models  # noqa: F401 - this module applied the shims at import
+    from mmpretrain.registry import MODELS
+    assert MODELS.get('ImageClassifier') is not None
