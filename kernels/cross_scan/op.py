@@ -2,34 +2,27 @@
 
 ``cross_scan`` and ``cross_merge`` are each other's adjoint: the backward of one is the other.
 """
-import functools
-
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
 from .naive import ROUTES
-from .routes import route_codes
+from .routes import codes_tensor, route_codes
 from .torch_path import cross_merge_torch, cross_scan_torch
 
 ROUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
-@functools.lru_cache(maxsize=64)
-def _codes_tensor(codes, device):
-    return torch.tensor(codes, dtype=torch.int32, device=device)
-
-
 def _scan_impl(x, codes):
     if x.is_cuda:
         from .triton_kernels import cross_scan_triton
-        return cross_scan_triton(x.contiguous(), _codes_tensor(tuple(codes), x.device), torch.empty)
+        return cross_scan_triton(x.contiguous(), codes_tensor(codes, x.device), torch.empty)
     return cross_scan_torch(x, codes)
 
 
 def _merge_impl(y, height, width, codes):
     if y.is_cuda:
         from .triton_kernels import cross_merge_triton
-        return cross_merge_triton(y.contiguous(), height, width, _codes_tensor(tuple(codes), y.device), torch.empty)
+        return cross_merge_triton(y.contiguous(), height, width, codes_tensor(codes, y.device), torch.empty)
     return cross_merge_torch(y, height, width, codes)
 
 

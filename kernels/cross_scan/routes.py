@@ -1,4 +1,6 @@
 """Route names <-> integer codes, and the route orders as index tensors for the PyTorch path."""
+import functools
+
 import torch
 
 from .naive import ROUTES
@@ -17,6 +19,16 @@ def route_codes(routes):
     if len(routes) not in (1, 2, 4) or len(set(routes)) != len(routes):
         raise ValueError(f'routes must be 1, 2 or 4 distinct names from {ROUTES}, got {routes}')
     return [ROUTE_CODES[r] for r in routes]
+
+
+def codes_tensor(codes, device):
+    """The route codes as an int32 tensor on ``device`` (cached: kernels read them, no copy per call)."""
+    return _cached_codes(tuple(codes), torch.device(device))
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_codes(codes, device):
+    return torch.tensor(codes, dtype=torch.int32, device=device)
 
 
 def route_positions(codes, height, width, device):

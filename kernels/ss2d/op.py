@@ -1,6 +1,116 @@
-"""Public fused SS2D core (the fused Triton path is added beside the reference)."""
+"""Public fused SS2D core.
+
+Layers: ``mmssm::ss2d_fwd`` / ``mmssm::ss2d_bwd`` torch.library custom ops (fake kernels for torch.compile, FLOP
+formulas) running the fused Triton launchers -> a small autograd Function -> :func:`ss2d_scan_fused`.
+:func:`ss2d_scan` dispatches: CUDA tensors take the fused op, CPU (and float64) tensors the composition of the
+unfused public ops (cross_scan, projections, selective_scan, cross_merge), which is :func:`ss2d_scan_ref` run on them.
+"""
+from typing import Optional
+
+import torch
+from torch import Tensor
+from torch.utils.flop_counter import register_flop_formula
+
+from ..cross_scan import cross_merge, cross_scan
 from ..cross_scan.naive import ROUTES
+from ..cross_scan.routes import codes_tensor, route_codes
+from ..selective_scan import selective_scan
+from ..selective_scan.op import selective_scan_flop_count
+from .launchers import block_sizes, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
 from .naive import ss2d_scan_ref
+
+
+@torch.library.custom_op('mmssm::ss2d_fwd', mutates_args=())
+def ss2d_fwd(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor,
+             Ds: Tensor, codes: list[int], out_dtype: torch.dtype, save_states: bool,
+             block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
+    """(y, x_dbl, states): x_dbl and the chunk states are kept for the backward."""
+    return ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                           codes_tensor(codes, x.device), out_dtype, save_states, block_l=block_l)
+
+
+@ss2d_fwd.register_fake
+def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
+                   block_l):
+    batch, channels, height, width = x.shape
+    num_routes, rows, _ = x_proj_weight.shape
+    num_states, length = A_logs.shape[1], height * width
+    _, _, _, chunk = block_sizes(batch, channels, num_states, dt_projs_weight.shape[2], block_l)
+    states_shape = (batch, num_routes, channels, num_states, -(-length // chunk)) if save_states else (0,)
+    return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(batch, num_routes, rows, length),
+            x.new_empty(states_shape, dtype=torch.float32))
+
+
+@torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())
+def ss2d_bwd(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
+             dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor, codes: list[int],
+             block_l: Optional[int]) -> list[Tensor]:
+    """Gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)."""
+    return list(ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
+                                Ds, codes_tensor(codes, x.device), block_l=block_l))
+
+
+@ss2d_bwd.register_fake
+def _ss2d_bwd_fake(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
+                   block_l):
+    return [torch.empty_like(t) for t in (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)]
+
+
+def ss2d_flop_count(batch, channels, length, num_routes, rank, num_states):
+    """FLOPs of one forward: projections (2 K (R+2N) D per pixel), dt up-projection, the scans, the merge."""
+    projections = 2 * batch * length * num_routes * (rank + 2 * num_states) * channels
+    dt_up = 2 * batch * num_routes * channels * length * rank
+    scans = selective_scan_flop_count(batch, num_routes * channels, length, num_states)
+    return projections + dt_up + scans + (num_routes - 1) * batch * channels * length
+
+
+@register_flop_formula(torch.ops.mmssm.ss2d_fwd)
+def _ss2d_fwd_flops(x_shape, x_proj_shape, dt_w_shape, *args, out_shape=None, **kwargs):
+    batch, channels, height, width = x_shape
+    num_routes, rows, _ = x_proj_shape
+    rank = dt_w_shape[2]
+    return ss2d_flop_count(batch, channels, height * width, num_routes, rank, (rows - rank) // 2)
+
+
+@register_flop_formula(torch.ops.mmssm.ss2d_bwd)
+def _ss2d_bwd_flops(grad_y_shape, x_shape, x_dbl_shape, states_shape, x_proj_shape, dt_w_shape, *args,
+                    out_shape=None, **kwargs):
+    """Twice the forward: a recomputed forward plus a reverse pass of the same size."""
+    return 2 * _ss2d_fwd_flops(x_shape, x_proj_shape, dt_w_shape)
+
+
+class SS2DFunction(torch.autograd.Function):
+    """Saves the inputs, x_dbl and the chunk states; the backward is one custom-op call."""
+
+    @staticmethod
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
+                block_l):
+        y, x_dbl, states = torch.ops.mmssm.ss2d_fwd(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                                                    codes, out_dtype, save_states, block_l)
+        ctx.save_for_backward(x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+        ctx.codes, ctx.block_l = codes, block_l
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        x, x_dbl, states, *weights = ctx.saved_tensors
+        grads = torch.ops.mmssm.ss2d_bwd(grad_y, x, x_dbl, states, *weights, ctx.codes, ctx.block_l)
+        return (*grads, None, None, None, None)
+
+
+def ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes=ROUTES, out_dtype=None,
+                    block_l=None):
+    """The fused Triton SS2D core (CUDA, or CPU under TRITON_INTERPRET=1); arguments as :func:`ss2d_scan`.
+
+    ``block_l`` (steps per chunk, a power of two >= 16) is for tests; by default it follows N.
+    """
+    codes = route_codes(routes)
+    check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
+    if block_l is not None and (block_l < 16 or block_l & (block_l - 1)):
+        raise ValueError(f'block_l must be a power of two >= 16, got {block_l}')
+    inputs = (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    return SS2DFunction.apply(*inputs, codes, out_dtype or x.dtype, save_states, block_l)
 
 
 def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes=ROUTES, out_dtype=None):
@@ -16,4 +126,9 @@ def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, rout
     Returns:
         (batch, D, H, W): the sum over routes of each route's scan output mapped back to row-major positions.
     """
-    return ss2d_scan_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype)
+    codes = route_codes(routes)
+    check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
+    if x.is_cuda and x.dtype != torch.float64:
+        return ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype)
+    return ss2d_scan_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype,
+                         scan=selective_scan, scan_routes=cross_scan, merge_routes=cross_merge)

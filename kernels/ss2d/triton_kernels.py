@@ -1,0 +1,173 @@
+"""Fused SS2D core in Triton: every route's selective scan read straight from the natural (batch, D, H, W) layout.
+
+One program per (batch, block of channels) walks the K routes one after the other. For each chunk of route steps it
+gathers x and the per-route projections x_dbl = (dt-rank slice, B, C) at the route's natural positions, forms
+delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans, and adds the chunk's output into the
+merged map. No route copy of the map and no full-size delta tensor exists in memory.
+"""
+import triton
+import triton.language as tl
+
+from ..common.triton_scan import pick, scan_chunk, sigmoid, softplus
+from ..cross_scan.triton_kernels import route_position
+
+
+@triton.jit
+def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_second, acc_second):
+    """Compose reverse-recurrence segments g_t = c_t + a_{t+1} * g_{t+1}, scanned from the end (reverse=True).
+
+    A segment is (product of its decays but the one of its earliest step, decay of its earliest step, accumulated
+    c); ``first`` is the later segment, ``second`` the earlier one it is prepended to.
+    """
+    bridge = excl_second * decay_first
+    return excl_first * decay_first * excl_second, decay_second, acc_second + bridge * acc_first
+
+
+@triton.jit
+def _route_tile(xdbl_base, x_row_ptr, w, bias, A, step, code, height, width, length, rank, num_states,
+                d_mask, n, n_mask, r, r_mask):
+    """Gather one chunk of route steps and form its scan inputs; all tiles fp32.
+
+    Returns positions (BLOCK_L,), step mask, u (BLOCK_D, BLOCK_L), dt-slice (BLOCK_R, BLOCK_L), B and C
+    (BLOCK_N, BLOCK_L), delta before softplus, dt, decay and drive (BLOCK_D, BLOCK_N, BLOCK_L).
+    """
+    step_mask = step < length
+    position = route_position(step, code, height, width)
+    u = tl.load(x_row_ptr + position[None, :], mask=d_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
+    dt_slice = tl.load(xdbl_base + r[:, None] * length + position[None, :],
+                       mask=r_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
+    bc_mask = n_mask[:, None] & step_mask[None, :]
+    B = tl.load(xdbl_base + (rank + n)[:, None] * length + position[None, :], mask=bc_mask, other=0.0).to(tl.float32)
+    C = tl.load(xdbl_base + (rank + num_states + n)[:, None] * length + position[None, :],
+                mask=bc_mask, other=0.0).to(tl.float32)
+    delta = tl.dot(w, dt_slice, input_precision='ieee') + bias[:, None]
+    dt = softplus(delta)
+    decay = tl.exp(dt[:, None, :] * A[:, :, None])
+    drive = (dt * u)[:, None, :] * B[None, :, :]
+    return position, step_mask, u, dt_slice, B, C, delta, dt, decay, drive
+
+
+@triton.jit
+def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states, d, d_mask, n, n_mask,
+                  r, r_mask):
+    """Route k's dt_projs_weight (BLOCK_D, BLOCK_R), bias, A = -exp(A_log) (BLOCK_D, BLOCK_N) and D, in fp32."""
+    row = k * channels + d
+    w = tl.load(dtw_ptr + row[:, None] * rank + r[None, :], mask=d_mask[:, None] & r_mask[None, :],
+                other=0.0).to(tl.float32)
+    bias = tl.load(dtb_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
+    a_log = tl.load(alog_ptr + row[:, None] * num_states + n[None, :], mask=d_mask[:, None] & n_mask[None, :],
+                    other=float('-inf')).to(tl.float32)
+    skip = tl.load(ds_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
+    return w, bias, -tl.exp(a_log), skip
+
+
+@triton.jit
+def ss2d_fwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
+                    channels, height, width, num_routes, rank, num_states, num_chunks,
+                    SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    """y (batch, D, L) = sum over routes of the route's scan output, accumulated in y's dtype like cross_merge."""
+    batch, pid_d = tl.program_id(0), tl.program_id(1)
+    length = height * width
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
+    d_mask, n_mask, r_mask = d < channels, n < num_states, r < rank
+    x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    y_row_ptr = y_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    for k in range(num_routes):
+        code = tl.load(codes_ptr + k)
+        w, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states,
+                                         d, d_mask, n, n_mask, r, r_mask)
+        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * (rank + 2 * num_states) * length
+        state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
+        h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        for chunk in range(num_chunks):
+            if SAVE_STATES:  # state entering the chunk, for the backward
+                tl.store(states_ptr + state_row * num_chunks + chunk, h, mask=d_mask[:, None] & n_mask[None, :])
+            position, step_mask, u, _, _, C, _, _, decay, drive = _route_tile(
+                xdbl_base, x_row_ptr, w, bias, A, chunk * BLOCK_L + j, code, height, width, length, rank,
+                num_states, d_mask, n, n_mask, r, r_mask)
+            decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
+            states = decay_cum * h[:, :, None] + state_from_zero  # (BLOCK_D, BLOCK_N, BLOCK_L)
+            h = pick(states, j[None, None, :], BLOCK_L - 1, 2)
+            y = tl.sum(states * C[None, :, :], axis=1) + skip[:, None] * u
+            mask = d_mask[:, None] & step_mask[None, :]
+            y += tl.load(y_row_ptr + position[None, :], mask=mask & (k > 0), other=0.0).to(tl.float32)
+            tl.store(y_row_ptr + position[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.debug_barrier()  # the next route reads back what other threads of this program wrote
+
+
+@triton.jit
+def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
+                    dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
+                    channels, height, width, num_routes, rank, num_states, num_chunks,
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+    """Reverse pass per route, chunks from the end; recomputes each chunk's states from the saved chunk state.
+
+    Writes dx (batch, D, L) fp32 summed over routes (scan part only), per-channel-block partial gradients of
+    x_dbl (batch, K, blocks, R + 2N, L), and per-batch partials of A_logs, Ds, dt_projs_bias, dt_projs_weight.
+    """
+    batch, pid_d = tl.program_id(0), tl.program_id(1)
+    num_blocks = tl.num_programs(1)
+    length = height * width
+    d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
+    n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
+    d_mask, n_mask, r_mask = d < channels, n < num_states, r < rank
+    dn_mask = d_mask[:, None] & n_mask[None, :]
+    x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    dy_row_ptr = dy_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    dx_row_ptr = dx_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    xdbl_rows = rank + 2 * num_states
+    for k in range(num_routes):
+        code = tl.load(codes_ptr + k)
+        w, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states,
+                                         d, d_mask, n, n_mask, r, r_mask)
+        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * xdbl_rows * length
+        part_base = part_xdbl_ptr + ((batch * num_routes + k) * num_blocks + pid_d).to(tl.int64) * xdbl_rows * length
+        state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
+        carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
+        grad_a = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
+        grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        grad_w = tl.zeros((BLOCK_D, BLOCK_R), dtype=tl.float32)
+        for chunk_from_end in range(num_chunks):
+            chunk = num_chunks - 1 - chunk_from_end
+            h0 = tl.load(states_ptr + state_row * num_chunks + chunk, mask=dn_mask, other=0.0)
+            position, step_mask, u, dt_slice, B, C, delta, dt, decay, drive = _route_tile(
+                xdbl_base, x_row_ptr, w, bias, A, chunk * BLOCK_L + j, code, height, width, length, rank,
+                num_states, d_mask, n, n_mask, r, r_mask)
+            mask = d_mask[:, None] & step_mask[None, :]
+            dy = tl.load(dy_row_ptr + position[None, :], mask=mask, other=0.0).to(tl.float32)
+            decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
+            states = decay_cum * h0[:, :, None] + state_from_zero  # h_t, (BLOCK_D, BLOCK_N, BLOCK_L)
+            carried = states - drive  # a_t * h_{t-1}
+            # dh_t = C_t dy_t + a_{t+1} dh_{t+1}, scanned from the chunk's end
+            excl, _, acc = tl.associative_scan((tl.full(decay.shape, 1.0, tl.float32), decay,
+                                                C[None, :, :] * dy[:, None, :]), 2, combine_next_decay,
+                                               reverse=True)
+            grad_h = acc + excl * carry[:, :, None]
+            carry = pick(decay * grad_h, j[None, None, :], 0, 2)
+            grad_h_B = tl.sum(grad_h * B[None, :, :], axis=1)  # (BLOCK_D, BLOCK_L)
+            grad_dt = tl.sum(grad_h * carried * A[:, :, None], axis=1) + grad_h_B * u
+            grad_delta = grad_dt * sigmoid(delta)
+            grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=2)
+            grad_skip += tl.sum(dy * u, axis=1)
+            grad_bias += tl.sum(grad_delta, axis=1)
+            grad_w += tl.dot(grad_delta, tl.trans(dt_slice), input_precision='ieee')
+            grad_u = dt * grad_h_B + skip[:, None] * dy
+            grad_u += tl.load(dx_row_ptr + position[None, :], mask=mask & (k > 0), other=0.0)
+            tl.store(dx_row_ptr + position[None, :], grad_u, mask=mask)
+            grad_slice = tl.dot(tl.trans(w), grad_delta, input_precision='ieee')  # (BLOCK_R, BLOCK_L)
+            grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=0)  # (BLOCK_N, BLOCK_L)
+            grad_C = tl.sum(states * dy[:, None, :], axis=0)
+            tl.store(part_base + r[:, None] * length + position[None, :], grad_slice,
+                     mask=r_mask[:, None] & step_mask[None, :])
+            bc_mask = n_mask[:, None] & step_mask[None, :]
+            tl.store(part_base + (rank + n)[:, None] * length + position[None, :], grad_B, mask=bc_mask)
+            tl.store(part_base + (rank + num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
+        row = (batch * num_routes + k) * channels + d
+        tl.store(part_alog_ptr + row[:, None] * num_states + n[None, :], grad_a * A, mask=dn_mask)
+        tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
+        tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
+        tl.store(part_dtw_ptr + row[:, None] * rank + r[None, :], grad_w, mask=d_mask[:, None] & r_mask[None, :])
+        tl.debug_barrier()  # the next route reads back dx written by other threads of this program
