@@ -25,7 +25,13 @@ CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py') if '_base_' not in pa
 TINY_BACKBONES = {
     'mmssm.VMamba': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), ssm_ratio=1.0)), (16, 32, 64, 128)),
     'mmssm.Vim': (dict(arch=dict(embed_dims=16, num_layers=4)), (16, 16, 16, 16)),
+    'mmssm.SpatialMamba': (dict(arch=dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1))), (16, 32, 64, 128)),
+    'mmssm.GroupMamba': (dict(arch=dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2),
+                                        stem_hidden_dims=8)), (16, 32, 48, 64)),
 }
+# distillation teacher (model.teacher) of the tiny runs; num_classes is the student's
+TINY_TEACHER = dict(type='ImageClassifier', backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
+                    neck=dict(type='GlobalAveragePooling'), head=dict(type='LinearClsHead', in_channels=64))
 # default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 167x100, 512 crops -> 64)
 SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 8, 'mmseg': 8}
 # in-memory datasets: fewer samples
@@ -61,6 +67,9 @@ def _shrink(cfg, data_dir, work_dir):
         raise KeyError(f'no tiny version of backbone {backbone.type!r}: add a row to TINY_BACKBONES in {__file__}')
     overrides, channels = TINY_BACKBONES[backbone.type]
     backbone.update(overrides, init_cfg=None)  # no pretrained checkpoint in the tests
+    if 'teacher' in cfg.model:  # distillation: a tiny random teacher with the student's classes
+        cfg.model.teacher = dict(model=dict(TINY_TEACHER, head=dict(TINY_TEACHER['head'],
+                                                                    num_classes=cfg.model.head.num_classes)))
     set_model_channels(cfg.model, channels)
     redirect_to_tiny_data(cfg, data_dir, TINY_IN_MEMORY)
     make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope])

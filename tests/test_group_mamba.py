@@ -268,3 +268,38 @@ def test_arch_errors():
         GroupMamba(dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1)))
     with pytest.raises(ValueError, match='out_type'):
         GroupMamba(TINY, out_type='avg')
+
+
+def test_hard_distillation_loss_prediction_and_teacher_isolation():
+    from mmpretrain.structures import DataSample
+
+    from mmssm.models.classifiers import HardDistillationClassifier
+
+    num_classes = 6
+    student = dict(backbone=dict(type='mmssm.GroupMamba', arch=TINY, out_indices=(3, ), out_type='cls_token'),
+                   head=dict(type='mmssm.DistilledLinearClsHead', num_classes=num_classes, in_channels=64))
+    teacher = dict(model=dict(
+        type='ImageClassifier', backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
+        neck=dict(type='GlobalAveragePooling'), head=dict(type='LinearClsHead', num_classes=num_classes, in_channels=64)))
+    model = HardDistillationClassifier(teacher=teacher, alpha=0.3, **student)
+    assert not any(k.startswith('teacher') for k in model.state_dict())
+    assert not any(p is q for p in model.parameters() for q in model.teacher.parameters())
+
+    images = torch.randn(3, 3, 32, 32)
+    samples = [DataSample().set_gt_label(label) for label in (0, 4, 2)]
+    losses = model.loss(images, samples)
+    cls_score, dist_score = model.head.forward_pair(model.extract_feat(images))
+    teacher_labels = model.teacher(images, mode='tensor').argmax(dim=1)
+    labels = torch.tensor([0, 4, 2])
+    assert torch.allclose(losses['loss_cls'], 0.7 * F.cross_entropy(cls_score, labels))
+    assert torch.allclose(losses['loss_distill'], 0.3 * F.cross_entropy(dist_score, teacher_labels))
+    sum(losses.values()).backward()
+    assert model.head.dist_fc.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.teacher.parameters())
+
+    model.eval()
+    with torch.no_grad():
+        cls_score, dist_score = model.head.forward_pair(model.extract_feat(images))
+        assert torch.allclose(model(images, mode='tensor'), (cls_score + dist_score) / 2)
+    with pytest.raises(ValueError, match='exactly one'):
+        HardDistillationClassifier(teacher=dict(checkpoint='x.pth'), **student)

@@ -1,3 +1,5 @@
 """One file per model family; each registers its backbone in ``mmssm.registry.MODELS``."""
 from . import vmamba  # noqa: F401
 from . import vim  # noqa: F401
+from . import spatial_mamba  # noqa: F401
+from . import group_mamba  # noqa: F401

@@ -10,12 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from mmengine.config import Config
 from mmengine.logging import print_log
-from mmpretrain.models import ClsHead, ImageClassifier
-from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS
 
-from mmssm.registry import MODELS
+from mmssm import compat
 
-from ..utils import load_pretrained
+compat.apply()  # `import mmpretrain.models` needs the transformers-5 shim (mmssm/compat.py, section 4)
+from mmpretrain.models import ClsHead, ImageClassifier  # noqa: E402
+from mmpretrain.registry import MODELS as MMPRETRAIN_MODELS  # noqa: E402
+
+from mmssm.registry import MODELS  # noqa: E402
+
+from ..utils import load_pretrained  # noqa: E402
 
 
 @MODELS.register_module()
