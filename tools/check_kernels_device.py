@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernels.selective_scan.chunked import selective_scan_chunked_bwd, selective_scan_chunked_fwd  # noqa: E402
-from kernels.selective_scan.launchers import (TILE, selective_scan_bwd_triton,  # noqa: E402
+from kernels.selective_scan.launchers import (BWD_TILE, FWD_TILE, selective_scan_bwd_triton,  # noqa: E402
                                               selective_scan_fwd_triton)
 from kernels.selective_scan.naive import selective_scan_ref  # noqa: E402
 from kernels.testing import rel_rms_error, RTOL  # noqa: E402
@@ -146,9 +146,9 @@ def timings(device, tune):
             inputs = make_inputs(batch, channels, length, states, groups, with_z, dtype, device)
             args = list(inputs.values())
             grad_out = torch.randn_like(inputs['u'])
-            configs = [(TILE, 4, TILE // 2, 4)]
+            configs = [(FWD_TILE, 4, BWD_TILE, 4)]
             if tune and dtype == torch.bfloat16:
-                configs += [(TILE // 2, 4, TILE // 4, 4), (TILE * 2, 8, TILE, 8)]
+                configs += [(FWD_TILE * 2, 4, BWD_TILE // 2, 4), (FWD_TILE * 4, 8, BWD_TILE * 2, 8)]
             row = {}
             for fwd_tile, fwd_warps, bwd_tile, bwd_warps in configs:
                 def fwd():

@@ -4,7 +4,9 @@ import torch
 from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
 
 SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-TILE = 4096  # elements of the (BLOCK_D, BLOCK_N, BLOCK_L) forward tile
+# elements of the (BLOCK_D, BLOCK_N, BLOCK_L) tiles; chosen on an H100 at VMamba-T / Vim-S shapes, batch 128
+FWD_TILE = 2048
+BWD_TILE = 2048
 
 
 def check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, return_states):
@@ -60,7 +62,7 @@ def triton_next_power_of_2(n):
     return 1 << (n - 1).bit_length()
 
 
-def block_sizes(channels_per_group, num_states, length, tile=TILE):
+def block_sizes(channels_per_group, num_states, length, tile=FWD_TILE):
     """(BLOCK_D, BLOCK_N, BLOCK_L): BLOCK_D divides the group so that one block reads one row of B and C."""
     block_n = triton_next_power_of_2(num_states)
     block_l = chunk_length(num_states, length)
@@ -74,7 +76,7 @@ def _check_triton_device(u):
 
 
 def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states,
-                              out_dtype, save_checkpoints, empty=torch.empty, tile=TILE, num_warps=4):
+                              out_dtype, save_checkpoints, empty=torch.empty, tile=FWD_TILE, num_warps=4):
     """Forward launcher: returns (out, last_state, checkpoints (batch, D, N, chunks) fp32 or an empty tensor).
 
     ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show).
@@ -102,7 +104,7 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
 
 
 def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias, initial_state,
-                              checkpoints, delta_softplus, return_states, empty=torch.empty, tile=TILE // 2,
+                              checkpoints, delta_softplus, return_states, empty=torch.empty, tile=BWD_TILE,
                               num_warps=4):
     """Backward launcher: gradients of (u, delta, A, B, C, D, z, delta_bias, initial_state), None where absent.
 
