@@ -229,6 +229,13 @@ def test_dense_outputs_and_pretrained_loading(tmp_path):
     outs = backbone.eval()(torch.randn(1, 3, 64, 32))
     assert [tuple(o.shape) for o in outs] == [(1, 16, 16, 8), (1, 32, 8, 4), (1, 48, 4, 2), (1, 64, 2, 1)]
 
+    converted = tmp_path / 'mmssm.pth'  # what tools/model_converters/groupmamba2mmssm.py writes
+    torch.save({'state_dict': convert_official_group_mamba(official)}, converted)
+    dense = GroupMamba(TINY, out_indices=(0, 1, 2, 3),
+                       init_cfg=dict(type='Pretrained', checkpoint=str(converted), prefix='backbone.'))
+    dense.init_weights()
+    assert torch.equal(dense.norm3.weight, official['norm4.weight'])
+
     torch.save({'model': {k: v for k, v in official.items() if not k.startswith('block2.1.')}}, path)
     with pytest.raises(CheckpointMismatchError, match='missing'):
         GroupMamba(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()

@@ -232,6 +232,14 @@ def test_dense_outputs_and_pretrained_loading(tmp_path):
     outs = backbone.eval()(torch.randn(1, 3, 64, 32))
     assert [tuple(o.shape) for o in outs] == [(1, 8, 16, 8), (1, 16, 8, 4), (1, 32, 4, 2), (1, 64, 2, 1)]
 
+    converted = tmp_path / 'mmssm.pth'  # what tools/model_converters/spatialmamba2mmssm.py writes
+    torch.save({'state_dict': convert_official_spatial_mamba(official)}, converted)
+    dense = SpatialMamba(TINY, out_indices=(0, 1, 2),
+                         init_cfg=dict(type='Pretrained', checkpoint=str(converted), prefix='backbone.'))
+    dense.init_weights()  # norm3 of the checkpoint is not built, norm0-2 start fresh
+    assert torch.equal(dense.stages[1].downsample[2].norm.running_var,
+                       official['layers.1.downsample.conv.2.norm.running_var'])
+
     torch.save({'model': {k: v for k, v in official.items() if 'blocks.0.mlp' not in k}}, path)
     with pytest.raises(CheckpointMismatchError, match='missing'):
         SpatialMamba(TINY, init_cfg=dict(type='Pretrained', checkpoint=str(path))).init_weights()
