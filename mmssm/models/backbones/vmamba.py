@@ -122,7 +122,7 @@ class VMamba(BaseModule):
         for i, stage in enumerate(self.stages):
             x = stage.blocks(x)  # (batch, C_i, H_i, W_i)
             if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x))
+                outs.append(getattr(self, f'norm{i}')(x).contiguous())  # NCHW memory for downstream heads
             x = stage.downsample(x)  # (batch, C_{i+1}, H_i/2, W_i/2)
         return tuple(outs)
 

@@ -4,7 +4,10 @@ import torch.nn.functional as F
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (batch, C, H, W) map; the same parameters as ``nn.LayerNorm(C)``."""
+    """LayerNorm over the channels of a (batch, C, H, W) map; the same parameters as ``nn.LayerNorm(C)``.
+
+    Normalises the channels-last view and returns channels-last memory (NCHW shaped), like ``Linear2d``.
+    """
 
     def forward(self, x):
         if x.dim() != 4 or x.shape[1] != self.normalized_shape[0]:
