@@ -88,3 +88,21 @@ def test_scoped_type_from_a_downstream_config():
     groups = constructor(ToyDetector()).optimizer.param_groups
     assert min(g['lr'] for g in groups) == pytest.approx(0.1 * 0.5 ** 3)
     assert isinstance(groups[0]['params'][0], torch.nn.Parameter)
+
+
+def test_vmamba_backbone_inside_a_dense_model():
+    from mmssm.models.backbones.vmamba import VMamba
+
+    class Segmentor(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = VMamba(dict(embed_dims=8, depths=(1, 2)), out_indices=(0, 1))
+            self.decode_head = nn.Conv2d(16, 2, 1)
+
+    groups = build(Segmentor(), layer_decay_rate=0.5, norm_decay_mult=0.0)
+    num_layers = 5  # patch embed, 3 blocks, top
+    assert groups['backbone.patch_embed.conv1.weight']['lr'] == pytest.approx(0.5 ** (num_layers - 1))
+    assert groups['backbone.stages.1.blocks.1.ss2d.A_logs']['lr'] == pytest.approx(0.5)
+    assert groups['backbone.norm1.weight']['lr'] == groups['decode_head.weight']['lr'] == pytest.approx(1.0)
+    assert groups['backbone.stages.0.blocks.0.ss2d.out_norm.weight']['weight_decay'] == 0.0
+    assert groups['backbone.stages.0.blocks.0.ss2d.in_proj.weight']['weight_decay'] == pytest.approx(0.05)

@@ -461,3 +461,37 @@ def test_image_classifier_with_converted_checkpoint():
     with torch.no_grad():
         logits = classifier(images.float(), mode='tensor')
     assert_close(logits, official_forward(official, images, arch), torch.float32, name='logits')
+
+
+# --------------------------------------------------------------------------------------------------------------
+# SS2D on its own (also used with one route per group by GroupMamba)
+
+@pytest.mark.parametrize('routes', [('h',), ('v_flip',), ('h', 'v')])
+def test_ss2d_single_and_partial_routes_match_the_route_composition(routes):
+    from mmssm.kernels import cross_merge, cross_scan, selective_scan
+    layer = ss2d_module.SS2D(12, d_state=3, ssm_ratio=1.5, routes=routes).eval()
+    assert layer.x_proj_weight.shape == (len(routes), layer.dt_rank + 6, 18) and layer.dt_rank == 1
+    x = torch.randn(2, 12, 5, 7)
+    with torch.no_grad():
+        h = F.silu(layer.conv2d(layer.in_proj(x)))
+        xs = cross_scan(h, routes)  # (2, K, 18, 35)
+        x_dbl = torch.einsum('bkdl,kcd->bkcl', xs, layer.x_proj_weight)
+        dts, Bs, Cs = torch.split(x_dbl, [1, 3, 3], dim=2)
+        dts = torch.einsum('bkrl,kdr->bkdl', dts, layer.dt_projs_weight)
+        ys = selective_scan(xs.flatten(1, 2), dts.flatten(1, 2), -layer.A_logs.exp(), Bs, Cs, layer.Ds,
+                            delta_bias=layer.dt_projs_bias.flatten(), delta_softplus=True)
+        y = cross_merge(ys.unflatten(1, (len(routes), 18)), 5, 7, routes)
+        expected = layer.out_proj(layer.out_norm(y))
+        assert_close(layer(x), expected, torch.float32)
+
+
+def test_ss2d_gated_form_and_argument_errors():
+    gated = ss2d_module.SS2D(16, d_state=16, gated=True, conv_bias=True)
+    assert gated.in_proj.weight.shape == (64, 16) and gated.conv2d.bias is not None
+    x = torch.randn(1, 16, 4, 4, requires_grad=True)
+    gated(x).sum().backward()
+    assert x.grad.abs().sum() > 0 and gated.A_logs.grad is not None
+    with pytest.raises(ValueError, match=r'routes must be a non-empty subset'):
+        ss2d_module.SS2D(16, routes=('diagonal',))
+    with pytest.raises(ValueError, match=r'SS2D\(16\) expects \(batch, 16, H, W\), got \(1, 8, 4, 4\)'):
+        gated(torch.randn(1, 8, 4, 4))
