@@ -13,8 +13,7 @@ model = dict(
     backbone=dict(
         type='mmssm.VMamba', arch=dict(embed_dims=32, depths=(1, 2, 2), ssm_ratio=1.0), out_indices=(2, )),
     neck=dict(type='GlobalAveragePooling'),
-    head=dict(type='LinearClsHead', num_classes=4, in_channels=128, loss=dict(type='CrossEntropyLoss'),
-              topk=(1, )))
+    head=dict(type='LinearClsHead', num_classes=4, in_channels=128, loss=dict(type='CrossEntropyLoss')))
 
 train_pipeline = [
     dict(type='RandomFlip', prob=0.5, direction=['horizontal', 'vertical']),

@@ -1,6 +1,6 @@
 """Deterministic pictures of coloured geometric shapes, the one renderer behind the demo and test datasets.
 
-A scene is a noisy two-colour background with a few filled shapes, each given as a polygon so the same outline
+A scene is a dark, noisy two-colour background with a few bright filled shapes, each given as a polygon so the same outline
 serves as an image, a class label, a COCO polygon and a semantic-segmentation map. Everything is drawn from a
 ``numpy.random.Generator``: the same seed always gives the same pixels.
 """
@@ -10,6 +10,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 SHAPE_KINDS = ('circle', 'square', 'triangle', 'cross')
+# Shapes are brighter than the background in every colour channel, so the outline is always visible.
+DARKEST_SHAPE = 155
 
 # Outlines in unit coordinates (radius 1 around the origin), before rotation, scaling and translation.
 _CROSS_ARM = 0.35
@@ -50,10 +52,10 @@ def shape_polygon(kind, center, radius, angle):
 
 
 def _background(rng, size):
-    """A vertical blend of two random colours plus mild noise, (size, size, 3) uint8."""
-    top, bottom = rng.uniform(0, 255, size=(2, 3))
+    """A vertical blend of two random dark colours plus mild noise, (size, size, 3) float."""
+    top, bottom = rng.uniform(0, DARKEST_SHAPE - 55, size=(2, 3))
     blend = np.linspace(0, 1, size)[:, None, None]  # (H, 1, 1)
-    image = top * (1 - blend) + bottom * blend + rng.normal(0, 12, size=(size, size, 3))  # (H, W, 3)
+    image = top * (1 - blend) + bottom * blend + rng.normal(0, 6, size=(size, size, 3))  # (H, W, 3)
     return np.clip(image, 0, 255)
 
 
@@ -77,7 +79,7 @@ def render_scene(rng, size, kinds, fill_fraction=0.8):
         center = ((col + 0.5) * cell + rng.uniform(-1, 1) * (cell / 2 - radius),
                   (row + 0.5) * cell + rng.uniform(-1, 1) * (cell / 2 - radius))
         polygon = shape_polygon(kind, center, radius, rng.uniform(0, 2 * np.pi))
-        colour = tuple(int(c) for c in rng.integers(0, 256, size=3))
+        colour = tuple(int(c) for c in rng.integers(DARKEST_SHAPE, 256, size=3))
         outline = [tuple(point) for point in polygon]
         draw.polygon(outline, fill=colour)
         draw_labels.polygon(outline, fill=int(kind))
