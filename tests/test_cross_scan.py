@@ -9,19 +9,15 @@ from mmssm.kernels.cross_scan.triton_kernels import cross_merge_triton, cross_sc
 from mmssm.kernels.testing import assert_close, poisoned_empty
 
 ROUTE_SETS = [('h',), ('v_flip',), ('v', 'h'), ('h_flip', 'v_flip'), ROUTES, ('v_flip', 'h', 'v', 'h_flip')]
-SIZES = [(7, 5), (1, 9), (6, 1)]
+SIZES = [(7, 5), (1, 9), (6, 1), (35, 3)]  # 35 rows: two patches of 32
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-def _codes(routes, device='cpu'):
-    return torch.tensor(route_codes(routes), dtype=torch.int32, device=device)
 
 
 @pytest.mark.parametrize('routes', ROUTE_SETS)
 @pytest.mark.parametrize('size', SIZES)
 def test_triton_cross_scan_matches_reference(routes, size):
     x = torch.randn(2, 3, *size)
-    out = cross_scan_triton(x, _codes(routes), poisoned_empty)
+    out = cross_scan_triton(x, route_codes(routes), poisoned_empty)
     torch.testing.assert_close(out, cross_scan_ref(x, routes), rtol=0, atol=0)
 
 
@@ -31,7 +27,7 @@ def test_triton_cross_scan_matches_reference(routes, size):
 def test_triton_cross_merge_matches_reference(routes, size, dtype):
     height, width = size
     y = torch.randn(2, len(routes), 3, height * width, dtype=torch.float64)
-    out = cross_merge_triton(y.to(dtype), height, width, _codes(routes), poisoned_empty)
+    out = cross_merge_triton(y.to(dtype), height, width, route_codes(routes), poisoned_empty)
     assert out.dtype == dtype
     assert_close(out, cross_merge_ref(y.to(dtype).double(), height, width, routes), dtype)
 
@@ -40,7 +36,7 @@ def test_triton_cross_merge_matches_reference(routes, size, dtype):
 def test_triton_merge_is_adjoint_of_scan(routes):
     """<scan(x), g> == <x, merge(g)>: the Triton backward of each op is the other op."""
     x, g = torch.randn(2, 4, 7, 5, dtype=torch.float64), torch.randn(2, len(routes), 4, 35, dtype=torch.float64)
-    codes = _codes(routes)
+    codes = route_codes(routes)
     lhs = (cross_scan_triton(x.float(), codes, poisoned_empty).double() * g).sum()
     rhs = (x * cross_merge_triton(g.float(), 7, 5, codes, poisoned_empty).double()).sum()
     torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-5)

@@ -6,7 +6,7 @@ import torch
 from torch.utils.flop_counter import register_flop_formula
 
 from .naive import ROUTES
-from .routes import codes_tensor, route_codes
+from .routes import route_codes
 from .torch_path import cross_merge_torch, cross_scan_torch
 
 ROUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
@@ -15,14 +15,14 @@ ROUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 def _scan_impl(x, codes):
     if x.is_cuda:
         from .triton_kernels import cross_scan_triton
-        return cross_scan_triton(x.contiguous(), codes_tensor(codes, x.device), torch.empty)
+        return cross_scan_triton(x.contiguous(), codes, torch.empty)
     return cross_scan_torch(x, codes)
 
 
 def _merge_impl(y, height, width, codes):
     if y.is_cuda:
         from .triton_kernels import cross_merge_triton
-        return cross_merge_triton(y.contiguous(), height, width, codes_tensor(codes, y.device), torch.empty)
+        return cross_merge_triton(y.contiguous(), height, width, codes, torch.empty)
     return cross_merge_torch(y, height, width, codes)
 
 

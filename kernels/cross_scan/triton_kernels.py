@@ -1,7 +1,9 @@
 """Triton route kernels: read a (batch, C, H, W) map once and write K route copies, or gather K copies and sum.
 
 A route is coded as an int: bit 0 set = column-major reading, bit 1 set = reversed (see ``routes.route_codes``).
-The codes live in a small int32 tensor, so any subset and order of routes runs the same compiled kernel.
+:func:`route_position` takes a run-time code (the fused SS2D kernels walk routes with it);
+the copy kernels take the codes at compile time and move (H, W) patches, transposed in shared memory for
+column-major routes, so every load and store is coalesced.
 """
 import triton
 import triton.language as tl
@@ -19,52 +21,87 @@ def route_position(step, code, height, width):
 
 
 @triton.jit
-def route_step(position, code, height, width):
-    """Inverse of :func:`route_position`: the step of route ``code`` at natural ``position``."""
-    length = height * width
-    read = tl.where((code & 1) != 0, (position % width) * height + position // width, position)
-    return tl.where((code & 2) != 0, length - 1 - read, read)
+def _route_tile_offsets(hh, ww, CODE: tl.constexpr, height, width):
+    """Route steps of a (BLOCK_H, BLOCK_W) patch, laid out so that consecutive steps run along the last axis.
+
+    Row-major routes return (BLOCK_H, BLOCK_W) steps; column-major ones (BLOCK_W, BLOCK_H) steps, for the patch
+    transposed (the transpose goes through shared memory, so stores and loads stay coalesced).
+    """
+    if (CODE & 1) != 0:
+        step = ww[:, None] * height + hh[None, :]
+        mask = (ww[:, None] < width) & (hh[None, :] < height)
+    else:
+        step = hh[:, None] * width + ww[None, :]
+        mask = (hh[:, None] < height) & (ww[None, :] < width)
+    if (CODE & 2) != 0:
+        step = height * width - 1 - step
+    return step, mask
 
 
 @triton.jit
-def cross_scan_kernel(x_ptr, codes_ptr, out_ptr, channels, height, width, num_routes,
-                      BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr):
-    """x (batch, C, L) natural order -> out (batch, K, C, L) route order; one program per (L, C) tile."""
-    pid_l, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+def cross_scan_kernel(x_ptr, out_ptr, channels, height, width, CODES: tl.constexpr, NUM_ROUTES: tl.constexpr,
+                      BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """x (batch, C, H, W) -> out (batch, K, C, H*W); one program per (patch, channel block, batch).
+
+    CODES packs the K route codes, two bits each (route k = (CODES >> 2k) & 3), so each route set compiles once.
+    """
+    pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     length = height * width
-    position = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    patches_w = tl.cdiv(width, BLOCK_W)
+    hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
     channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (channel[:, None] < channels) & (position[None, :] < length)
-    x_offsets = (batch * channels + channel[:, None]).to(tl.int64) * length + position[None, :]
-    x = tl.load(x_ptr + x_offsets, mask=mask)
-    for k in range(num_routes):
-        step = route_step(position, tl.load(codes_ptr + k), height, width)
-        row = (batch * num_routes + k) * channels + channel[:, None]
-        tl.store(out_ptr + row.to(tl.int64) * length + step[None, :], x, mask=mask)
+    c_mask = channel[:, None, None] < channels
+    mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
+    rows = (batch * channels + channel).to(tl.int64) * length
+    x = tl.load(x_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :], mask=mask)
+    for k in tl.static_range(NUM_ROUTES):
+        code: tl.constexpr = (CODES >> (2 * k)) & 3
+        step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
+        if (code & 1) != 0:
+            tile = tl.permute(x, (0, 2, 1))  # (BLOCK_C, BLOCK_W, BLOCK_H): column-major patch
+        else:
+            tile = x
+        out_rows = ((batch * NUM_ROUTES + k) * channels + channel).to(tl.int64) * length
+        tl.store(out_ptr + out_rows[:, None, None] + step[None, :, :], tile, mask=c_mask & step_mask[None, :, :])
 
 
 @triton.jit
-def cross_merge_kernel(y_ptr, codes_ptr, out_ptr, channels, height, width, num_routes,
-                       BLOCK_C: tl.constexpr, BLOCK_L: tl.constexpr):
-    """y (batch, K, C, L) route order -> out (batch, C, L) natural order, the fp32 sum over routes."""
-    pid_l, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODES: tl.constexpr, NUM_ROUTES: tl.constexpr,
+                       BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """y (batch, K, C, H*W) route order -> out (batch, C, H, W), the fp32 sum over routes; tiles as cross_scan."""
+    pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     length = height * width
-    position = pid_l * BLOCK_L + tl.arange(0, BLOCK_L)
+    patches_w = tl.cdiv(width, BLOCK_W)
+    hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
     channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    mask = (channel[:, None] < channels) & (position[None, :] < length)
-    total = tl.zeros((BLOCK_C, BLOCK_L), dtype=tl.float32)
-    for k in range(num_routes):
-        step = route_step(position, tl.load(codes_ptr + k), height, width)
-        row = (batch * num_routes + k) * channels + channel[:, None]
-        total += tl.load(y_ptr + row.to(tl.int64) * length + step[None, :], mask=mask).to(tl.float32)
-    out_offsets = (batch * channels + channel[:, None]).to(tl.int64) * length + position[None, :]
-    tl.store(out_ptr + out_offsets, total.to(out_ptr.dtype.element_ty), mask=mask)
+    c_mask = channel[:, None, None] < channels
+    total = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), dtype=tl.float32)
+    for k in tl.static_range(NUM_ROUTES):
+        code: tl.constexpr = (CODES >> (2 * k)) & 3
+        step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
+        y_rows = ((batch * NUM_ROUTES + k) * channels + channel).to(tl.int64) * length
+        tile = tl.load(y_ptr + y_rows[:, None, None] + step[None, :, :], mask=c_mask & step_mask[None, :, :])
+        if (code & 1) != 0:
+            tile = tl.permute(tile, (0, 2, 1))  # (BLOCK_C, BLOCK_H, BLOCK_W): back to row-major
+        total += tile.to(tl.float32)
+    mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
+    rows = (batch * channels + channel).to(tl.int64) * length
+    tl.store(out_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :],
+             total.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def _blocks(channels, length):
-    block_l = min(triton.next_power_of_2(length), 256)
-    block_c = min(triton.next_power_of_2(channels), max(1, 2048 // block_l))
-    return block_c, block_l
+def packed_codes(codes):
+    """Route codes as one compile-time int, two bits per route."""
+    return sum(code << (2 * k) for k, code in enumerate(codes))
+
+
+def _grid_and_blocks(batch, channels, height, width):
+    block_h, block_w = min(32, triton.next_power_of_2(height)), min(32, triton.next_power_of_2(width))
+    block_c = min(triton.next_power_of_2(channels), max(1, 2048 // (block_h * block_w)))
+    grid = (triton.cdiv(height, block_h) * triton.cdiv(width, block_w), triton.cdiv(channels, block_c), batch)
+    return grid, dict(BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
 
 
 def _check_triton_device(tensor):
@@ -73,23 +110,22 @@ def _check_triton_device(tensor):
 
 
 def cross_scan_triton(x, codes, empty):
-    """Launcher: x (batch, C, H, W) contiguous, codes int32 (K,) on x's device -> (batch, K, C, H*W)."""
+    """Launcher: x (batch, C, H, W) contiguous, codes a list of K route codes -> (batch, K, C, H*W)."""
     _check_triton_device(x)
     batch, channels, height, width = x.shape
-    length, num_routes = height * width, codes.numel()
-    out = empty(batch, num_routes, channels, length, dtype=x.dtype, device=x.device)
-    block_c, block_l = _blocks(channels, length)
-    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
-    cross_scan_kernel[grid](x, codes, out, channels, height, width, num_routes, BLOCK_C=block_c, BLOCK_L=block_l)
+    out = empty(batch, len(codes), channels, height * width, dtype=x.dtype, device=x.device)
+    grid, blocks = _grid_and_blocks(batch, channels, height, width)
+    cross_scan_kernel[grid](x, out, channels, height, width, CODES=packed_codes(codes), NUM_ROUTES=len(codes),
+                            **blocks)
     return out
 
 
 def cross_merge_triton(y, height, width, codes, empty):
     """Launcher: y (batch, K, C, H*W) contiguous in route order -> (batch, C, H, W), summed in fp32."""
     _check_triton_device(y)
-    batch, num_routes, channels, length = y.shape
+    batch, _, channels, _ = y.shape
     out = empty(batch, channels, height, width, dtype=y.dtype, device=y.device)
-    block_c, block_l = _blocks(channels, length)
-    grid = (triton.cdiv(length, block_l), triton.cdiv(channels, block_c), batch)
-    cross_merge_kernel[grid](y, codes, out, channels, height, width, num_routes, BLOCK_C=block_c, BLOCK_L=block_l)
+    grid, blocks = _grid_and_blocks(batch, channels, height, width)
+    cross_merge_kernel[grid](y, out, channels, height, width, CODES=packed_codes(codes), NUM_ROUTES=len(codes),
+                             **blocks)
     return out

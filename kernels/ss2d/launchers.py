@@ -31,14 +31,12 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return batch, channels, height, width, rank, num_states
 
 
-def block_sizes(batch, channels, num_states, rank, block_l=None):
-    """(BLOCK_D, BLOCK_N, BLOCK_R, BLOCK_L): >= 16 where tl.dot needs it, about 2048 elements per scan tile."""
+def block_sizes(channels, num_states, rank, block_l=None, block_d=None):
+    """(BLOCK_D, BLOCK_N, BLOCK_R, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
     block_n = triton.next_power_of_2(num_states)
-    block_l = block_l or (64 if block_n <= 2 else 32)
-    block_d = max(16, min(64, 2048 // (block_n * block_l), triton.next_power_of_2(channels)))
-    while block_d > 16 and batch * triton.cdiv(channels, block_d) < 1024:  # enough programs to fill the GPU
-        block_d //= 2
-    return block_d, block_n, max(16, triton.next_power_of_2(rank)), block_l
+    block_l = block_l or max(16, 32 // block_n)
+    block_d = block_d or min(16, triton.next_power_of_2(channels))
+    return block_d, block_n, triton.next_power_of_2(rank), block_l
 
 
 def project_routes(x, x_proj_weight):
@@ -53,7 +51,7 @@ def _check_triton_device(x):
 
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
-                    empty=torch.empty, block_l=None, num_warps=4):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=4):
     """Forward launcher: returns (y (batch, D, H, W), x_dbl (batch, K, R+2N, L), states or an empty tensor).
 
     ``codes``: int32 route codes (K,) on x's device. ``states`` (batch, K, D, N, chunks) fp32 holds the state
@@ -64,7 +62,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length = height * width
-    block_d, block_n, block_r, block_l = block_sizes(batch, channels, num_states, rank, block_l)
+    block_d, block_n, block_r, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
     num_chunks = triton.cdiv(length, block_l)
     x = x.contiguous().view(batch, channels, length)  # (batch, D, L)
     x_dbl = project_routes(x, x_proj_weight).view(batch, num_routes, rank + 2 * num_states, length)
@@ -74,14 +72,13 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(batch, triton.cdiv(channels, block_d))](
         x, x_dbl, codes, dt_projs_weight.contiguous(), dt_projs_bias.contiguous(), A_logs.contiguous(),
-        Ds.contiguous(), y, states, channels, height, width, num_routes, rank, num_states, num_chunks,
-        SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, BLOCK_L=block_l,
-        num_warps=num_warps)
+        Ds.contiguous(), y, states, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
+        SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     return y, x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, num_warps=4):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=4):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds).
 
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
@@ -91,7 +88,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length = height * width
-    block_d, block_n, block_r, block_l = block_sizes(batch, channels, num_states, rank, block_l)
+    block_d, block_n, block_r, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
     num_chunks, num_blocks = triton.cdiv(length, block_l), triton.cdiv(channels, block_d)
     xdbl_rows = rank + 2 * num_states
     check_shape('grad_y', grad_y, x.shape)
@@ -107,7 +104,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     ss2d_bwd_kernel[(batch, num_blocks)](
         x, x_dbl, codes, dt_projs_weight.contiguous(), dt_projs_bias.contiguous(), A_logs.contiguous(),
         Ds.contiguous(), states, grad_y.contiguous(), grad_x_scan, part_xdbl, part_alog, part_ds, part_dtb,
-        part_dtw, channels, height, width, num_routes, rank, num_states, num_chunks,
+        part_dtw, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=num_warps)
     grad_xdbl = part_xdbl.sum(2).view(batch, num_routes * xdbl_rows, length)  # (batch, K*(R+2N), L)
     weight = x_proj_weight.flatten(0, 1).float()  # (K*(R+2N), D)

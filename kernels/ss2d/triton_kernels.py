@@ -24,69 +24,70 @@ def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_se
 
 
 @triton.jit
-def _route_tile(xdbl_base, x_row_ptr, w, bias, A, step, code, height, width, length, rank, num_states,
-                d_mask, n, n_mask, r, r_mask):
+def _route_tile(xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, step, code, height, width, length, num_states,
+                d_mask, n, n_mask, RANK: tl.constexpr):
     """Gather one chunk of route steps and form its scan inputs; all tiles fp32.
 
-    Returns positions (BLOCK_L,), step mask, u (BLOCK_D, BLOCK_L), dt-slice (BLOCK_R, BLOCK_L), B and C
-    (BLOCK_N, BLOCK_L), delta before softplus, dt, decay and drive (BLOCK_D, BLOCK_N, BLOCK_L).
+    delta = dt_projs_weight @ dt-slice + bias is an unrolled rank-1 update per dt rank (no tl.dot: R is small).
+    Returns positions (BLOCK_L,), step mask, u (BLOCK_D, BLOCK_L), B and C (BLOCK_N, BLOCK_L), delta before
+    softplus, dt, decay and drive (BLOCK_D, BLOCK_N, BLOCK_L).
     """
     step_mask = step < length
     position = route_position(step, code, height, width)
     u = tl.load(x_row_ptr + position[None, :], mask=d_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
-    dt_slice = tl.load(xdbl_base + r[:, None] * length + position[None, :],
-                       mask=r_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
     bc_mask = n_mask[:, None] & step_mask[None, :]
-    B = tl.load(xdbl_base + (rank + n)[:, None] * length + position[None, :], mask=bc_mask, other=0.0).to(tl.float32)
-    C = tl.load(xdbl_base + (rank + num_states + n)[:, None] * length + position[None, :],
+    B = tl.load(xdbl_base + (RANK + n)[:, None] * length + position[None, :], mask=bc_mask, other=0.0).to(tl.float32)
+    C = tl.load(xdbl_base + (RANK + num_states + n)[:, None] * length + position[None, :],
                 mask=bc_mask, other=0.0).to(tl.float32)
-    delta = tl.dot(w, dt_slice, input_precision='ieee') + bias[:, None]
+    delta = tl.zeros(u.shape, dtype=tl.float32) + bias[:, None]
+    for r in tl.static_range(RANK):
+        w_col = tl.load(dtw_row_ptr + r, mask=d_mask, other=0.0).to(tl.float32)
+        dt_row = tl.load(xdbl_base + r * length + position, mask=step_mask, other=0.0).to(tl.float32)
+        delta += w_col[:, None] * dt_row[None, :]
     dt = softplus(delta)
     decay = tl.exp(dt[:, None, :] * A[:, :, None])
     drive = (dt * u)[:, None, :] * B[None, :, :]
-    return position, step_mask, u, dt_slice, B, C, delta, dt, decay, drive
+    return position, step_mask, u, B, C, delta, dt, decay, drive
 
 
 @triton.jit
-def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states, d, d_mask, n, n_mask,
-                  r, r_mask):
-    """Route k's dt_projs_weight (BLOCK_D, BLOCK_R), bias, A = -exp(A_log) (BLOCK_D, BLOCK_N) and D, in fp32."""
+def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d, d_mask, n, n_mask,
+                  RANK: tl.constexpr):
+    """Route k's dt_projs_weight rows (pointer), bias, A = -exp(A_log) (BLOCK_D, BLOCK_N) and D, in fp32."""
     row = k * channels + d
-    w = tl.load(dtw_ptr + row[:, None] * rank + r[None, :], mask=d_mask[:, None] & r_mask[None, :],
-                other=0.0).to(tl.float32)
     bias = tl.load(dtb_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
     a_log = tl.load(alog_ptr + row[:, None] * num_states + n[None, :], mask=d_mask[:, None] & n_mask[None, :],
                     other=float('-inf')).to(tl.float32)
     skip = tl.load(ds_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
-    return w, bias, -tl.exp(a_log), skip
+    return dtw_ptr + row * RANK, bias, -tl.exp(a_log), skip
 
 
 @triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
-                    channels, height, width, num_routes, rank, num_states, num_chunks,
+                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                    BLOCK_L: tl.constexpr):
     """y (batch, D, L) = sum over routes of the route's scan output, accumulated in y's dtype like cross_merge."""
     batch, pid_d = tl.program_id(0), tl.program_id(1)
     length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
-    d_mask, n_mask, r_mask = d < channels, n < num_states, r < rank
+    n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
+    d_mask, n_mask = d < channels, n < num_states
     x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
     y_row_ptr = y_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
     for k in range(num_routes):
         code = tl.load(codes_ptr + k)
-        w, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states,
-                                         d, d_mask, n, n_mask, r, r_mask)
-        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * (rank + 2 * num_states) * length
+        dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
+                                                   d, d_mask, n, n_mask, RANK)
+        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * (RANK + 2 * num_states) * length
         state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         for chunk in range(num_chunks):
             if SAVE_STATES:  # state entering the chunk, for the backward
                 tl.store(states_ptr + state_row * num_chunks + chunk, h, mask=d_mask[:, None] & n_mask[None, :])
-            position, step_mask, u, _, _, C, _, _, decay, drive = _route_tile(
-                xdbl_base, x_row_ptr, w, bias, A, chunk * BLOCK_L + j, code, height, width, length, rank,
-                num_states, d_mask, n, n_mask, r, r_mask)
+            position, step_mask, u, _, C, _, _, decay, drive = _route_tile(
+                xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, chunk * BLOCK_L + j, code, height, width, length,
+                num_states, d_mask, n, n_mask, RANK)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h[:, :, None] + state_from_zero  # (BLOCK_D, BLOCK_N, BLOCK_L)
             h = pick(states, j[None, None, :], BLOCK_L - 1, 2)
@@ -100,7 +101,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
 @triton.jit
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
                     dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
-                    channels, height, width, num_routes, rank, num_states, num_chunks,
+                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass per route, chunks from the end; recomputes each chunk's states from the saved chunk state.
 
@@ -112,16 +113,16 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
     length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
-    d_mask, n_mask, r_mask = d < channels, n < num_states, r < rank
+    d_mask, n_mask = d < channels, n < num_states
     dn_mask = d_mask[:, None] & n_mask[None, :]
     x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
     dy_row_ptr = dy_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
     dx_row_ptr = dx_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
-    xdbl_rows = rank + 2 * num_states
+    xdbl_rows = RANK + 2 * num_states
     for k in range(num_routes):
         code = tl.load(codes_ptr + k)
-        w, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, rank, num_states,
-                                         d, d_mask, n, n_mask, r, r_mask)
+        dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
+                                                   d, d_mask, n, n_mask, RANK)
         xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * xdbl_rows * length
         part_base = part_xdbl_ptr + ((batch * num_routes + k) * num_blocks + pid_d).to(tl.int64) * xdbl_rows * length
         state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
@@ -133,9 +134,9 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
         for chunk_from_end in range(num_chunks):
             chunk = num_chunks - 1 - chunk_from_end
             h0 = tl.load(states_ptr + state_row * num_chunks + chunk, mask=dn_mask, other=0.0)
-            position, step_mask, u, dt_slice, B, C, delta, dt, decay, drive = _route_tile(
-                xdbl_base, x_row_ptr, w, bias, A, chunk * BLOCK_L + j, code, height, width, length, rank,
-                num_states, d_mask, n, n_mask, r, r_mask)
+            position, step_mask, u, B, C, delta, dt, decay, drive = _route_tile(
+                xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, chunk * BLOCK_L + j, code, height, width, length,
+                num_states, d_mask, n, n_mask, RANK)
             mask = d_mask[:, None] & step_mask[None, :]
             dy = tl.load(dy_row_ptr + position[None, :], mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
@@ -153,21 +154,24 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
             grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=2)
             grad_skip += tl.sum(dy * u, axis=1)
             grad_bias += tl.sum(grad_delta, axis=1)
-            grad_w += tl.dot(grad_delta, tl.trans(dt_slice), input_precision='ieee')
             grad_u = dt * grad_h_B + skip[:, None] * dy
             grad_u += tl.load(dx_row_ptr + position[None, :], mask=mask & (k > 0), other=0.0)
             tl.store(dx_row_ptr + position[None, :], grad_u, mask=mask)
-            grad_slice = tl.dot(tl.trans(w), grad_delta, input_precision='ieee')  # (BLOCK_R, BLOCK_L)
+            for rank_index in tl.static_range(RANK):  # the dt up-projection's gradients, one rank at a time
+                w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask, other=0.0).to(tl.float32)
+                dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask, other=0.0)
+                grad_w_col = tl.sum(grad_delta * dt_row.to(tl.float32)[None, :], axis=1)
+                grad_w = tl.where(r[None, :] == rank_index, grad_w + grad_w_col[:, None], grad_w)
+                tl.store(part_base + rank_index * length + position, tl.sum(grad_delta * w_col[:, None], axis=0),
+                         mask=step_mask)
             grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=0)  # (BLOCK_N, BLOCK_L)
             grad_C = tl.sum(states * dy[:, None, :], axis=0)
-            tl.store(part_base + r[:, None] * length + position[None, :], grad_slice,
-                     mask=r_mask[:, None] & step_mask[None, :])
             bc_mask = n_mask[:, None] & step_mask[None, :]
-            tl.store(part_base + (rank + n)[:, None] * length + position[None, :], grad_B, mask=bc_mask)
-            tl.store(part_base + (rank + num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
+            tl.store(part_base + (RANK + n)[:, None] * length + position[None, :], grad_B, mask=bc_mask)
+            tl.store(part_base + (RANK + num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
         row = (batch * num_routes + k) * channels + d
         tl.store(part_alog_ptr + row[:, None] * num_states + n[None, :], grad_a * A, mask=dn_mask)
         tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
         tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
-        tl.store(part_dtw_ptr + row[:, None] * rank + r[None, :], grad_w, mask=d_mask[:, None] & r_mask[None, :])
+        tl.store(part_dtw_ptr + row[:, None] * RANK + r[None, :], grad_w, mask=d_mask[:, None] & (r[None, :] < RANK))
         tl.debug_barrier()  # the next route reads back dx written by other threads of this program

@@ -1,0 +1,293 @@
+"""Time the scan kernels against the vectorised PyTorch path and the device's copy bandwidth, in one run.
+
+Run from the repository root on a CUDA machine (no OpenMMLab needed):
+    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,sweep] [--check] [--out DIR]
+Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
+"Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
+"""
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import kernels as K  # noqa: E402
+from kernels.cross_scan.naive import cross_merge_ref, cross_scan_ref  # noqa: E402
+from kernels.selective_scan.chunked import selective_scan_chunked_bwd, selective_scan_chunked_fwd  # noqa: E402
+from kernels.ss2d import ss2d_scan_ref  # noqa: E402
+from kernels.testing import rel_rms_error  # noqa: E402
+
+# bare selective scan: name -> (channels, L, N, G, with z)
+SCAN_SHAPES = {
+    'VMamba-T stage 1': (384, 3136, 1, 4, False),
+    'VMamba-T stage 2': (768, 784, 1, 4, False),
+    'VMamba-T stage 3': (1536, 196, 1, 4, False),
+    'VMamba-T stage 4': (3072, 49, 1, 4, False),
+    'Vim-S': (768, 197, 16, 1, True),
+    'GroupMamba-T stage 1': (64, 3136, 1, 4, False),
+}
+# SS2D core at VMamba-T (v2: ssm_ratio 1, d_state 1, K = 4): name -> (D, H = W, dt rank = ceil(D / 16))
+SS2D_SHAPES = {f'VMamba-T stage {i + 1}': (dim, size, math.ceil(dim / 16))
+               for i, (dim, size) in enumerate([(96, 56), (192, 28), (384, 14), (768, 7)])}
+DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+
+
+def median_ms(fn, warmup=3, reps=15):
+    """Median wall time of ``fn`` on the current stream, measured with CUDA events after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def fwd_bwd(fn, leaves, grad):
+    """A closure running fn(*leaves) and the gradients of every leaf for the output gradient ``grad``."""
+    return lambda: torch.autograd.grad(fn(*leaves), leaves, grad)
+
+
+def copy_bandwidth(device):
+    """Device-to-device copy of 1 GiB: bytes read + written per second."""
+    src = torch.empty(1 << 28, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    ms = median_ms(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / ms / 1e6  # GB/s
+
+
+class TorchScan(torch.autograd.Function):
+    """The chunked PyTorch selective scan (the CPU path) with its analytic backward, on any device."""
+
+    @staticmethod
+    def forward(ctx, u, delta, A, B, C, D, z, delta_bias):
+        ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias)
+        return selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, True, None, False, u.dtype)[0]
+
+    @staticmethod
+    def backward(ctx, grad):
+        grads = selective_scan_chunked_bwd(grad, None, *ctx.saved_tensors, True, None, False)
+        return grads[:8]
+
+
+def torch_scan(u, delta, A, B, C=None, D=None, z=None, delta_bias=None, delta_softplus=True, out_dtype=None):
+    assert delta_softplus and out_dtype in (None, u.dtype)
+    return TorchScan.apply(u, delta, A, B, C, D, z, delta_bias)
+
+
+class Table:
+    """Rows of the markdown report."""
+
+    HEADER = ('op', 'shape', 'dtype', 'fwd ms', 'fwd+bwd ms', 'fwd % of copy', 'fwd+bwd % of copy',
+              'baseline', 'baseline fwd ms', 'baseline fwd+bwd ms', 'speed-up fwd', 'speed-up fwd+bwd')
+
+    def __init__(self, copy_gbs):
+        self.copy_gbs, self.rows, self.records = copy_gbs, [], []
+
+    def add(self, op, shape, dtype, ms, bytes_, baseline, base_ms):
+        """ms / base_ms: (fwd, fwd+bwd) times (None where not measured); bytes_: minimal (fwd, fwd+bwd) bytes."""
+        def pct(t, b):
+            return '' if t is None or b is None else f'{100 * b / t / 1e6 / self.copy_gbs:.0f}%'
+
+        def fmt(t):
+            return '' if t is None else f'{t:.3f}'
+
+        def ratio(a, b):
+            return '' if a is None or b is None else f'{b / a:.2f}x'
+        row = (op, shape, dtype, fmt(ms[0]), fmt(ms[1]), pct(ms[0], bytes_[0]), pct(ms[1], bytes_[1]), baseline,
+               fmt(base_ms[0]), fmt(base_ms[1]), ratio(ms[0], base_ms[0]), ratio(ms[1], base_ms[1]))
+        self.rows.append(row)
+        self.records.append(dict(zip(self.HEADER, row)))
+        print('| ' + ' | '.join(row) + ' |', flush=True)
+
+    def markdown(self):
+        lines = ['| ' + ' | '.join(self.HEADER) + ' |', '|' + '---|' * len(self.HEADER)]
+        return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in self.rows])
+
+
+def bench_routes(table, batch, device):
+    """cross_scan / cross_merge (K = 4) at VMamba-T stage 1 against the naive PyTorch reference."""
+    for name, dtype in DTYPES.items():
+        x = torch.randn(batch, 96, 56, 56, device=device, dtype=dtype)
+        y = torch.randn(batch, 4, 96, 56 * 56, device=device, dtype=dtype)
+        nbytes = 5 * x.numel() * x.element_size()  # read 1 map, write 4 (or the reverse)
+        table.add('cross_scan', '96x56x56, K=4', name, (median_ms(lambda: K.cross_scan(x)), None), (nbytes, None),
+                  'naive PyTorch', (median_ms(lambda: cross_scan_ref(x)), None))
+        table.add('cross_merge', '96x56x56, K=4', name, (median_ms(lambda: K.cross_merge(y, 56, 56)), None),
+                  (nbytes, None), 'naive PyTorch', (median_ms(lambda: cross_merge_ref(y, 56, 56)), None))
+
+
+def scan_inputs(batch, channels, length, states, groups, with_z, dtype, device):
+    """Selective-scan inputs in ``dtype`` (A, D, delta_bias fp32 like model parameters), all leaves."""
+    def rand(*shape, scale=1.0, shift=0.0):
+        return (torch.randn(*shape, device=device) * scale + shift).to(dtype).requires_grad_()
+    return dict(u=rand(batch, channels, length), delta=rand(batch, channels, length, scale=0.5, shift=-1.0),
+                A=(-torch.exp(torch.randn(channels, states, device=device) * 0.5)).requires_grad_(),
+                B=rand(batch, groups, states, length), C=rand(batch, groups, states, length),
+                D=torch.randn(channels, device=device).requires_grad_(),
+                z=rand(batch, channels, length) if with_z else None,
+                delta_bias=(torch.randn(channels, device=device) * 0.5).requires_grad_())
+
+
+def bench_scan(table, batch, device):
+    """The bare selective scan (delta_softplus, D, delta_bias) through the public op vs the chunked PyTorch path."""
+    for shape_name, (channels, length, states, groups, with_z) in SCAN_SHAPES.items():
+        for name, dtype in DTYPES.items():
+            inputs = scan_inputs(batch, channels, length, states, groups, with_z, dtype, device)
+            leaves = [t for t in inputs.values() if t is not None]
+            grad = torch.randn(batch, channels, length, device=device, dtype=dtype)
+            item = grad.element_size()
+            tokens = batch * channels * length * item
+            bc = 2 * batch * groups * states * length * item
+            fwd_bytes = (3 + with_z) * tokens + bc  # read u, delta (, z), B, C; write y
+            bwd_bytes = (5 + 2 * with_z) * tokens + 2 * bc  # read u, delta, (z,) dy, B, C; write du, ddelta (, dz)
+            ms, base = [], []
+            for scan, out in ((K.selective_scan, ms), (torch_scan, base)):
+                def run(*args, scan=scan):
+                    return scan(**dict(zip([k for k, t in inputs.items() if t is not None], args)),
+                                delta_softplus=True)
+                with torch.no_grad():
+                    out.append(median_ms(lambda: run(*leaves)))
+                out.append(median_ms(fwd_bwd(run, leaves, grad)))
+            shape = f'{channels}x{length}, N={states}, G={groups}' + (', z' if with_z else '')
+            table.add(f'selective_scan {shape_name}', shape, name, ms, (fwd_bytes, fwd_bytes + bwd_bytes),
+                      'chunked PyTorch', base)
+            del inputs, leaves, grad
+            torch.cuda.empty_cache()
+
+
+def ss2d_inputs(batch, channels, size, rank, dtype, device, num_states=1, num_routes=4):
+    """SS2D core inputs: x in ``dtype``, parameters fp32 (autocast style), VMamba-like initial scales."""
+    x = torch.randn(batch, channels, size, size, device=device).to(dtype)
+    return [x,
+            torch.randn(num_routes, rank + 2 * num_states, channels, device=device) * channels ** -0.5,
+            torch.randn(num_routes, channels, rank, device=device) * rank ** -0.5,
+            torch.rand(num_routes, channels, device=device) * 4 - 6,  # softplus(bias) in dt's usual range
+            torch.log(torch.arange(1, num_states + 1, device=device, dtype=torch.float32)).repeat(
+                num_routes * channels, 1),
+            torch.ones(num_routes * channels, device=device)]
+
+
+def separate_ops(*args):
+    """The SS2D core as separate ops: Triton cross_scan, cuBLAS projections, Triton selective scan, merge."""
+    return ss2d_scan_ref(*args, scan=K.selective_scan, scan_routes=K.cross_scan, merge_routes=K.cross_merge)
+
+
+def torch_ops(*args):
+    """The SS2D core on the PyTorch paths: naive routes, chunked selective scan."""
+    return ss2d_scan_ref(*args, scan=torch_scan, scan_routes=cross_scan_ref, merge_routes=cross_merge_ref)
+
+
+def bench_ss2d(table, batch, device):
+    """Fused SS2D core vs the separate ops and the PyTorch path."""
+    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
+        for name, dtype in DTYPES.items():
+            leaves = [t.requires_grad_() for t in ss2d_inputs(batch, channels, size, rank, dtype, device)]
+            grad = torch.randn_like(leaves[0])
+            map_bytes = leaves[0].numel() * leaves[0].element_size()
+            results = {}
+            for label, fn in (('fused', K.ss2d_scan), ('separate', separate_ops), ('torch', torch_ops)):
+                with torch.no_grad():
+                    fwd = median_ms(lambda: fn(*leaves))
+                results[label] = (fwd, median_ms(fwd_bwd(fn, leaves, grad)))
+            shape = f'D={channels}, {size}x{size}, R={rank}, N=1, K=4'
+            nbytes = (2 * map_bytes, 5 * map_bytes)  # fwd: read x, write y; bwd: read x, dy, write dx
+            for baseline, label in (('separate ops', 'separate'), ('PyTorch path', 'torch')):
+                table.add(f'ss2d_scan {shape_name}', shape, name, results['fused'], nbytes, baseline,
+                          results[label])
+            table.add(f'ss2d separate ops {shape_name}', shape, name, results['separate'], nbytes, 'PyTorch path',
+                      results['torch'])
+            del leaves, grad
+            torch.cuda.empty_cache()
+
+
+def sweep_ss2d(batch, device, configs=((16, 32, 4), (16, 64, 4), (32, 32, 8), (8, 32, 4))):
+    """Fused SS2D launchers (bf16) at VMamba-T stages 1 and 4 for a few (BLOCK_D, BLOCK_L, num_warps) settings."""
+    from kernels.cross_scan.routes import codes_tensor
+    from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
+    codes = codes_tensor([0, 1, 2, 3], device)
+    rows = []
+    for shape_name in ('VMamba-T stage 1', 'VMamba-T stage 4'):
+        channels, size, rank = SS2D_SHAPES[shape_name]
+        x, *params = ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)
+        grad = torch.randn_like(x)
+        for block_d, block_l, warps in configs:
+            blocks = dict(block_d=block_d, block_l=block_l, num_warps=warps)
+            _, x_dbl, states = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **blocks)
+            fwd = median_ms(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **blocks))
+            bwd = median_ms(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, *params, codes, **blocks))
+            rows.append(dict(shape=shape_name, block_d=block_d, block_l=block_l, num_warps=warps, fwd_ms=fwd,
+                             bwd_ms=bwd))
+            print(f'[sweep] ss2d {shape_name} bf16 BLOCK_D={block_d} BLOCK_L={block_l} warps={warps}: '
+                  f'fwd {fwd:.3f} ms, bwd {bwd:.3f} ms', flush=True)
+    return rows
+
+
+def check_ss2d(device):
+    """Fused SS2D core vs the float64 reference at VMamba-T stage sizes (batch 2), output and every gradient."""
+    errors = {}
+    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
+        inputs = ss2d_inputs(2, channels, size, rank, torch.float32, device)
+        grad = torch.randn_like(inputs[0])
+        leaves64 = [t.double().requires_grad_() for t in inputs]
+        y64 = ss2d_scan_ref(*leaves64, scan=torch_scan)
+        ref = [y64, *torch.autograd.grad(y64, leaves64, grad.double())]
+        leaves = [t.requires_grad_() for t in inputs]
+        y = K.ss2d_scan(*leaves)
+        got = [y, *torch.autograd.grad(y, leaves, grad)]
+        names = ('y', 'x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds')
+        errors[shape_name] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
+        print(f'[check] ss2d {shape_name} fp32 vs fp64: ' +
+              ', '.join(f'{n} {e:.1e}' for n, e in errors[shape_name].items()), flush=True)
+    return errors
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--batch', type=int, default=128)
+    parser.add_argument('--sections', default='routes,scan,ss2d,sweep')
+    parser.add_argument('--check', action='store_true', help='check the fused SS2D core against float64 first')
+    parser.add_argument('--out', default=os.environ.get('OUT', '.'))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit('benchmark_kernels.py needs a CUDA device')
+    torch.manual_seed(0)
+    device = torch.device('cuda')
+    sections = args.sections.split(',')
+    report = {'device': torch.cuda.get_device_name(), 'torch': torch.__version__, 'batch': args.batch,
+              'command': 'python ' + ' '.join(sys.argv)}
+    import triton
+    report['triton'] = triton.__version__
+    if args.check:
+        report['check'] = check_ss2d(device)
+    copy_gbs = copy_bandwidth(device)
+    report['copy_GBps'] = copy_gbs
+    print(f'device {report["device"]}, torch {report["torch"]}, triton {report["triton"]}, batch {args.batch}, '
+          f'device-to-device copy {copy_gbs:.0f} GB/s', flush=True)
+    table = Table(copy_gbs)
+    print('| ' + ' | '.join(Table.HEADER) + ' |', flush=True)
+    for section, bench in (('routes', bench_routes), ('scan', bench_scan), ('ss2d', bench_ss2d)):
+        if section in sections:
+            bench(table, args.batch, device)
+    report['rows'] = table.records
+    if 'sweep' in sections:
+        report['sweep'] = sweep_ss2d(args.batch, device)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, 'benchmark_kernels.json'), 'w') as f:
+        json.dump(report, f, indent=1)
+    with open(os.path.join(args.out, 'benchmark_kernels.md'), 'w') as f:
+        f.write(f'{report["device"]}, torch {report["torch"]}, triton {report["triton"]}, batch {args.batch}, '
+                f'copy {copy_gbs:.0f} GB/s\n\n{table.markdown()}\n')
+
+
+if __name__ == '__main__':
+    main()
