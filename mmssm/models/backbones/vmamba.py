@@ -74,9 +74,9 @@ class VMamba(BaseModule):
             else list(embed_dims)
         if len(self.dims) != num_stages:
             raise ValueError(f'VMamba: {len(self.dims)} embed_dims for {num_stages} stages')
-        self.out_indices = tuple(i % num_stages for i in out_indices)
         if any(not -num_stages <= i < num_stages for i in out_indices):
             raise ValueError(f'VMamba: out_indices {tuple(out_indices)} out of range for {num_stages} stages')
+        self.out_indices = tuple(i % num_stages for i in out_indices)  # negative indices count from the end
         self.frozen_stages = frozen_stages
         self.in_channels = in_channels
 
