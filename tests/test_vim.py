@@ -167,6 +167,9 @@ def test_logits_and_features_match_official(tmp_path, patch_size, stride, img):
     logits = F.linear(feature, head['head.fc.weight'], head['head.fc.bias'])
     assert_close(feature, feature_ref, torch.float32, name='cls feature', scale=10)
     assert_close(logits, logits_ref, torch.float32, name='logits', scale=10)
+    with torch.no_grad():
+        (feature_fp64,) = model.double()(images.double())  # the fp32 residual stream stays float64 here
+    assert_close(feature_fp64, feature_ref, torch.float64, name='float64 cls feature')
 
 
 def test_dense_features_match_official_streams(tmp_path):

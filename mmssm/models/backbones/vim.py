@@ -18,7 +18,7 @@ from mmengine.model import BaseModule
 from torch import nn
 
 from mmssm.models.layers.bimamba import MambaMixer
-from mmssm.models.layers.rms_norm import RMSNorm
+from mmssm.models.layers.rms_norm import RMSNorm, at_least_float32
 from mmssm.models.utils import load_pretrained
 from mmssm.registry import MODELS
 
@@ -42,7 +42,7 @@ class VimBlock(nn.Module):
         """hidden, residual: (batch, L, C) -> (hidden, residual) of the same shape."""
         residual = hidden if residual is None else residual + hidden
         if self.residual_in_fp32:
-            residual = residual.float()
+            residual = at_least_float32(residual)
         hidden = self.mixer(self.norm(residual))
         return self.drop_path(hidden), residual
 
@@ -249,7 +249,8 @@ class Vim(BaseModule):
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         fan_in = self.patch_embed.weight[0].numel()
-        nn.init.trunc_normal_(self.patch_embed.weight, std=math.sqrt(1 / fan_in) / .87962566103423978)
+        truncated_std = .87962566103423978  # std of a unit normal truncated to (-2, 2): lecun_normal's correction
+        nn.init.trunc_normal_(self.patch_embed.weight, std=math.sqrt(1 / fan_in) / truncated_std)
         nn.init.zeros_(self.patch_embed.bias)
 
     def init_weights(self):

@@ -13,6 +13,8 @@ from torch import nn
 
 from mmssm.kernels import selective_scan
 
+from .rms_norm import at_least_float32
+
 
 class DirectionalScan(nn.Module):
     """One scan direction: causal depthwise conv1d + SiLU, input-dependent (dt, B, C), selective scan, gate.
@@ -55,9 +57,10 @@ class DirectionalScan(nn.Module):
         x_dbl = self.x_proj(x.transpose(1, 2))  # (batch, L, R + 2N)
         dt, B, C = x_dbl.split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = F.linear(dt, self.dt_proj.weight).transpose(1, 2)  # (batch, d_inner, L); bias added in the scan
-        A = -torch.exp(self.A_log.float())  # (d_inner, N)
+        A = -torch.exp(at_least_float32(self.A_log))  # (d_inner, N)
         return selective_scan(x, delta, A, B.transpose(1, 2), C.transpose(1, 2),  # B, C: (batch, N, L)
-                              D=self.D.float(), z=z, delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
+                              D=at_least_float32(self.D), z=z, delta_bias=at_least_float32(self.dt_proj.bias),
+                              delta_softplus=True)
 
 
 class MambaMixer(nn.Module):
