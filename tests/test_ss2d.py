@@ -70,7 +70,7 @@ def test_launchers_write_every_output(num_states):
     inputs = make_inputs(4, num_states)
     grad_y = torch.randn(2, 6, 5, 7, dtype=torch.float64)
     y_ref, grads_ref = reference(inputs, routes, grad_y)
-    codes = torch.tensor(route_codes(routes), dtype=torch.int32)
+    codes = route_codes(routes)
     fp32 = [t.float() for t in inputs]
     y, x_dbl, states = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16)
     grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, *fp32[1:], codes, empty=poisoned_empty,

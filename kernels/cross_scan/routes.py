@@ -21,14 +21,14 @@ def route_codes(routes):
     return [ROUTE_CODES[r] for r in routes]
 
 
-def codes_tensor(codes, device):
-    """The route codes as an int32 tensor on ``device`` (cached: kernels read them, no copy per call)."""
-    return _cached_codes(tuple(codes), torch.device(device))
+def codes_tensor(values, device, dtype=torch.int32):
+    """Small ints (route codes, route indices) as a tensor on ``device``, cached: no host copy per call."""
+    return _cached_tensor(tuple(values), torch.device(device), dtype)
 
 
-@functools.lru_cache(maxsize=64)
-def _cached_codes(codes, device):
-    return torch.tensor(codes, dtype=torch.int32, device=device)
+@functools.lru_cache(maxsize=128)
+def _cached_tensor(values, device, dtype):
+    return torch.tensor(values, dtype=dtype, device=device)
 
 
 def route_positions(codes, height, width, device):

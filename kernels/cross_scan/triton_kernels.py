@@ -1,23 +1,13 @@
 """Triton route kernels: read a (batch, C, H, W) map once and write K route copies, or gather K copies and sum.
 
 A route is coded as an int: bit 0 set = column-major reading, bit 1 set = reversed (see ``routes.route_codes``).
-:func:`route_position` takes a run-time code (the fused SS2D kernels walk routes with it);
-the copy kernels take the codes at compile time and move (H, W) patches, transposed in shared memory for
-column-major routes, so every load and store is coalesced.
+The kernels take the codes at compile time and move (H, W) patches, transposed in shared memory for column-major
+routes, so every load and store is coalesced.
 """
 import triton
 import triton.language as tl
 
 from ..common.launch import triton_runs_on
-
-
-@triton.jit
-def route_position(step, code, height, width):
-    """Natural (row-major) position visited at ``step`` of the route ``code``."""
-    length = height * width
-    read = tl.where((code & 2) != 0, length - 1 - step, step)
-    # column-major reading: step = col * H + row -> position row * W + col
-    return tl.where((code & 1) != 0, (read % height) * width + read // height, read)
 
 
 @triton.jit

@@ -3,6 +3,8 @@ import torch
 import triton
 
 from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
+from ..cross_scan.routes import codes_tensor
+from ..cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -39,10 +41,37 @@ def block_sizes(channels, num_states, rank, block_l=None, block_d=None):
     return block_d, block_n, triton.next_power_of_2(rank), block_l
 
 
-def project_routes(x, x_proj_weight):
-    """x_dbl = per-route projections in natural pixel order: (batch, D, L) -> (batch, K*(R+2N), L), one matmul."""
-    weight = x_proj_weight.flatten(0, 1).to(x.dtype)  # (K*(R+2N), D)
-    return torch.matmul(weight, x)  # (batch, K*(R+2N), L)
+def route_plan(codes):
+    """The reading orders the routes use (0 row-major, 1 column-major; one partial-sum slot each, in this order)
+    and each route's int32 word for the kernels (see ``triton_kernels``)."""
+    orders = sorted({code & 1 for code in codes})
+    words, seen = [], set()
+    for code in codes:
+        order = code & 1
+        words.append(code | int(order in seen) << 2 | orders.index(order) << 3)
+        seen.add(order)
+    return orders, words
+
+
+def reading_orders(x, orders, empty):
+    """x (batch, D, H, W) -> [(batch, D, L) in each reading order of ``orders``]; column-major is a transposed copy."""
+    batch, channels, height, width = x.shape
+    x = x.contiguous()
+    return [x.view(batch, channels, height * width) if order == 0 else cross_scan_triton(x, [1], empty)[:, 0]
+            for order in orders]
+
+
+def routes_of(codes, order, device):
+    """Indices (int64, on ``device``) of the routes reading in ``order``."""
+    return codes_tensor([k for k, code in enumerate(codes) if (code & 1) == order], device, torch.int64)
+
+
+def _merge_orders(parts, height, width, orders, empty):
+    """(batch, slots, D, L) partial sums per reading order -> (batch, D, H, W) in parts' dtype."""
+    batch, _, channels, _ = parts.shape
+    if orders == [0]:
+        return parts.view(batch, channels, height, width)
+    return cross_merge_triton(parts, height, width, orders, empty)
 
 
 def _check_triton_device(x):
@@ -54,27 +83,34 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
                     empty=torch.empty, block_l=None, block_d=None, num_warps=4):
     """Forward launcher: returns (y (batch, D, H, W), x_dbl (batch, K, R+2N, L), states or an empty tensor).
 
-    ``codes``: int32 route codes (K,) on x's device. ``states`` (batch, K, D, N, chunks) fp32 holds the state
-    entering each chunk of ``block_l`` steps (kept for the backward when ``save_states``).
+    ``codes``: the K route codes (list of ints). x_dbl holds each route's projections in its reading order.
+    ``states`` (batch, K, D, N, chunks) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
+    backward when ``save_states``).
     """
-    num_routes = codes.numel()
+    num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
-    length = height * width
-    block_d, block_n, block_r, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
+    length, device = height * width, x.device
+    block_d, block_n, _, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
     num_chunks = triton.cdiv(length, block_l)
-    x = x.contiguous().view(batch, channels, length)  # (batch, D, L)
-    x_dbl = project_routes(x, x_proj_weight).view(batch, num_routes, rank + 2 * num_states, length)
-    y = empty(batch, channels, height, width, dtype=out_dtype, device=x.device)
+    orders, words = route_plan(codes)
+    sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
+    x_dbl = empty(batch, num_routes, rank + 2 * num_states, length, dtype=x.dtype, device=device)
+    for order, source in zip(orders, sources):
+        index = routes_of(codes, order, device)
+        weight = x_proj_weight.index_select(0, index).flatten(0, 1).to(x.dtype)  # (routes*(R+2N), D)
+        x_dbl.index_copy_(1, index, torch.matmul(weight, source).view(batch, len(index), -1, length))
+    y_parts = empty(batch, len(orders), channels, length, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, channels, num_states, num_chunks) if save_states else (0,)
-    states = empty(*states_shape, dtype=torch.float32, device=x.device)
+    states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(batch, triton.cdiv(channels, block_d))](
-        x, x_dbl, codes, dt_projs_weight.contiguous(), dt_projs_bias.contiguous(), A_logs.contiguous(),
-        Ds.contiguous(), y, states, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
+        sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
+        dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), y_parts, states,
+        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank,
         SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
-    return y, x_dbl, states
+    return _merge_orders(y_parts, height, width, orders, empty), x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
@@ -83,35 +119,42 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
 
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
     """
-    num_routes = codes.numel()
+    num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
-    length = height * width
+    length, device = height * width, x.device
     block_d, block_n, block_r, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
     num_chunks, num_blocks = triton.cdiv(length, block_l), triton.cdiv(channels, block_d)
     xdbl_rows = rank + 2 * num_states
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
-    device = x.device
-    x = x.contiguous().view(batch, channels, length)  # (batch, D, L)
-    grad_x_scan = empty(batch, channels, length, dtype=torch.float32, device=device)
+    orders, words = route_plan(codes)
+    sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
+    grad_sources = reading_orders(grad_y, orders, empty)
+    grad_parts = empty(batch, len(orders), channels, length, dtype=torch.float32, device=device)
     part_xdbl = empty(batch, num_routes, num_blocks, xdbl_rows, length, dtype=torch.float32, device=device)
     part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
     part_dtw = empty(batch, num_routes * channels, rank, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(batch, num_blocks)](
-        x, x_dbl, codes, dt_projs_weight.contiguous(), dt_projs_bias.contiguous(), A_logs.contiguous(),
-        Ds.contiguous(), states, grad_y.contiguous(), grad_x_scan, part_xdbl, part_alog, part_ds, part_dtb,
-        part_dtw, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
+        sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
+        dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), states, grad_sources[0],
+        grad_sources[-1], grad_parts, part_xdbl, part_alog, part_ds, part_dtb, part_dtw,
+        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank,
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=num_warps)
-    grad_xdbl = part_xdbl.sum(2).view(batch, num_routes * xdbl_rows, length)  # (batch, K*(R+2N), L)
-    weight = x_proj_weight.flatten(0, 1).float()  # (K*(R+2N), D)
-    grad_x = torch.baddbmm(grad_x_scan, weight.t().expand(batch, -1, -1), grad_xdbl)  # (batch, D, L)
-    grad_proj = torch.bmm(grad_xdbl.to(x.dtype), x.transpose(1, 2)).float().sum(0)  # (K*(R+2N), D)
-    return (grad_x.view(batch, channels, height, width).to(x.dtype),
-            grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),
+    grad_xdbl = part_xdbl.sum(2)  # (batch, K, R+2N, L), each route in its reading order
+    grad_proj = torch.empty(x_proj_weight.shape, dtype=torch.float32, device=device)
+    for slot, (order, source) in enumerate(zip(orders, sources)):
+        index = routes_of(codes, order, device)
+        grad_rows = grad_xdbl.index_select(1, index).flatten(1, 2)  # (batch, routes*(R+2N), L)
+        weight = x_proj_weight.index_select(0, index).flatten(0, 1).float()  # (routes*(R+2N), D)
+        grad_parts[:, slot].baddbmm_(weight.t().expand(batch, -1, -1), grad_rows)  # (batch, D, L)
+        grad_weight = torch.bmm(grad_rows.to(x.dtype), source.transpose(1, 2)).float().sum(0)  # (routes*(R+2N), D)
+        grad_proj.index_copy_(0, index, grad_weight.view(len(index), xdbl_rows, channels))
+    return (_merge_orders(grad_parts, height, width, orders, empty).to(x.dtype),
+            grad_proj.to(x_proj_weight.dtype),
             part_dtw.sum(0).view_as(dt_projs_weight).to(dt_projs_weight.dtype),
             part_dtb.sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
             part_alog.sum(0).to(A_logs.dtype),

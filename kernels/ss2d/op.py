@@ -13,7 +13,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ..cross_scan import cross_merge, cross_scan
 from ..cross_scan.naive import ROUTES
-from ..cross_scan.routes import codes_tensor, route_codes
+from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
 from .launchers import block_sizes, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
@@ -25,8 +25,8 @@ def ss2d_fwd(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor, dt_projs
              Ds: Tensor, codes: list[int], out_dtype: torch.dtype, save_states: bool,
              block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
     """(y, x_dbl, states): x_dbl and the chunk states are kept for the backward."""
-    return ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                           codes_tensor(codes, x.device), out_dtype, save_states, block_l=block_l)
+    return ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype,
+                           save_states, block_l=block_l)
 
 
 @ss2d_fwd.register_fake
@@ -47,7 +47,7 @@ def ss2d_bwd(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_we
              block_l: Optional[int]) -> list[Tensor]:
     """Gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)."""
     return list(ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
-                                Ds, codes_tensor(codes, x.device), block_l=block_l))
+                                Ds, codes, block_l=block_l))
 
 
 @ss2d_bwd.register_fake

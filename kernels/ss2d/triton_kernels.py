@@ -1,15 +1,19 @@
-"""Fused SS2D core in Triton: every route's selective scan read straight from the natural (batch, D, H, W) layout.
+"""Fused SS2D core in Triton: every route's selective scan, no route copy and no full-size delta tensor.
 
-One program per (batch, block of channels) walks the K routes one after the other. For each chunk of route steps it
-gathers x and the per-route projections x_dbl = (dt-rank slice, B, C) at the route's natural positions, forms
-delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans, and adds the chunk's output into the
-merged map. No route copy of the map and no full-size delta tensor exists in memory.
+A route is a row-major or column-major reading of the map, forward or reversed. The launchers provide the map in
+each reading order that the routes use (the natural (batch, D, H*W) layout, plus one transposed copy when a route is
+column-major), so a route step always advances by one element in its source and every access is coalesced.
+One program per (batch, block of channels) walks the K routes one after the other. Per chunk of route steps it
+loads x and the route's projections x_dbl = (dt-rank slice, B, C), forms delta = dt_projs_weight @ dt-slice + bias
+and softplus in registers, scans, and adds the chunk's output into the partial sum of its reading order.
+
+Each route is described by an int32 word: bit 0 column-major, bit 1 reversed, bit 2 accumulate (an earlier route
+of the same reading order has written the partial sum already), bits 3+ the partial-sum slot.
 """
 import triton
 import triton.language as tl
 
 from ..common.triton_scan import pick, scan_chunk, sigmoid, softplus
-from ..cross_scan.triton_kernels import route_position
 
 
 @triton.jit
@@ -24,17 +28,22 @@ def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_se
 
 
 @triton.jit
-def _route_tile(xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, step, code, height, width, length, num_states,
-                d_mask, n, n_mask, RANK: tl.constexpr):
-    """Gather one chunk of route steps and form its scan inputs; all tiles fp32.
+def _route_word(routes_ptr, k):
+    """(column-major, reversed, accumulate, slot) of route k."""
+    word = tl.load(routes_ptr + k)
+    return (word & 1) != 0, (word & 2) != 0, (word & 4) != 0, word >> 3
+
+
+@triton.jit
+def _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position, step_mask, length, num_states, d_mask, n,
+                n_mask, RANK: tl.constexpr):
+    """Load one chunk of route steps (``position`` in the route's reading order) and form its scan inputs in fp32.
 
     delta = dt_projs_weight @ dt-slice + bias is an unrolled rank-1 update per dt rank (no tl.dot: R is small).
-    Returns positions (BLOCK_L,), step mask, u (BLOCK_D, BLOCK_L), B and C (BLOCK_N, BLOCK_L), delta before
-    softplus, dt, decay and drive (BLOCK_D, BLOCK_N, BLOCK_L).
+    Returns u (BLOCK_D, BLOCK_L), B and C (BLOCK_N, BLOCK_L), delta before softplus, dt, decay and drive
+    (BLOCK_D, BLOCK_N, BLOCK_L).
     """
-    step_mask = step < length
-    position = route_position(step, code, height, width)
-    u = tl.load(x_row_ptr + position[None, :], mask=d_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
+    u = tl.load(x_rows + position[None, :], mask=d_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
     bc_mask = n_mask[:, None] & step_mask[None, :]
     B = tl.load(xdbl_base + (RANK + n)[:, None] * length + position[None, :], mask=bc_mask, other=0.0).to(tl.float32)
     C = tl.load(xdbl_base + (RANK + num_states + n)[:, None] * length + position[None, :],
@@ -47,7 +56,7 @@ def _route_tile(xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, step, code, height, 
     dt = softplus(delta)
     decay = tl.exp(dt[:, None, :] * A[:, :, None])
     drive = (dt * u)[:, None, :] * B[None, :, :]
-    return position, step_mask, u, B, C, delta, dt, decay, drive
+    return u, B, C, delta, dt, decay, drive
 
 
 @triton.jit
@@ -63,20 +72,23 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
-def ss2d_fwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
-                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
+def ss2d_fwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
+                    channels, length, num_routes, num_slots, num_states, num_chunks, RANK: tl.constexpr,
                     SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_L: tl.constexpr):
-    """y (batch, D, L) = sum over routes of the route's scan output, accumulated in y's dtype like cross_merge."""
+    """y (batch, slots, D, L): per reading order, the sum of its routes' outputs, accumulated in y's dtype."""
     batch, pid_d = tl.program_id(0), tl.program_id(1)
-    length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
-    x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
-    y_row_ptr = y_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    map_rows = (batch * channels + d[:, None]).to(tl.int64) * length
     for k in range(num_routes):
-        code = tl.load(codes_ptr + k)
+        column_major, reverse, accumulate, slot = _route_word(routes_ptr, k)
+        if column_major:  # the route reads the transposed copy
+            x_rows = xcm_ptr + map_rows
+        else:
+            x_rows = x_ptr + map_rows
+        y_rows = y_ptr + ((batch * num_slots + slot) * channels + d[:, None]).to(tl.int64) * length
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
         xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * (RANK + 2 * num_states) * length
@@ -85,42 +97,48 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
         for chunk in range(num_chunks):
             if SAVE_STATES:  # state entering the chunk, for the backward
                 tl.store(states_ptr + state_row * num_chunks + chunk, h, mask=d_mask[:, None] & n_mask[None, :])
-            position, step_mask, u, _, C, _, _, decay, drive = _route_tile(
-                xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, chunk * BLOCK_L + j, code, height, width, length,
-                num_states, d_mask, n, n_mask, RANK)
+            step = chunk * BLOCK_L + j
+            step_mask = step < length
+            position = tl.where(reverse, length - 1 - step, step)
+            u, _, C, _, _, decay, drive = _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position, step_mask,
+                                                      length, num_states, d_mask, n, n_mask, RANK)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h[:, :, None] + state_from_zero  # (BLOCK_D, BLOCK_N, BLOCK_L)
             h = pick(states, j[None, None, :], BLOCK_L - 1, 2)
             y = tl.sum(states * C[None, :, :], axis=1) + skip[:, None] * u
             mask = d_mask[:, None] & step_mask[None, :]
-            y += tl.load(y_row_ptr + position[None, :], mask=mask & (k > 0), other=0.0).to(tl.float32)
-            tl.store(y_row_ptr + position[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
-        tl.debug_barrier()  # the next route reads back what other threads of this program wrote
+            y += tl.load(y_rows + position[None, :], mask=mask & accumulate, other=0.0).to(tl.float32)
+            tl.store(y_rows + position[None, :], y.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.debug_barrier()  # a later route reads back what other threads of this program wrote
 
 
 @triton.jit
-def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
-                    dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
-                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
+def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
+                    dycm_ptr, dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
+                    channels, length, num_routes, num_slots, num_states, num_chunks, RANK: tl.constexpr,
                     BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass per route, chunks from the end; recomputes each chunk's states from the saved chunk state.
 
-    Writes dx (batch, D, L) fp32 summed over routes (scan part only), per-channel-block partial gradients of
+    Writes dx (batch, slots, D, L) fp32 per reading order (scan part only), per-channel-block partial gradients of
     x_dbl (batch, K, blocks, R + 2N, L), and per-batch partials of A_logs, Ds, dt_projs_bias, dt_projs_weight.
     """
     batch, pid_d = tl.program_id(0), tl.program_id(1)
     num_blocks = tl.num_programs(1)
-    length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
     dn_mask = d_mask[:, None] & n_mask[None, :]
-    x_row_ptr = x_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
-    dy_row_ptr = dy_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
-    dx_row_ptr = dx_ptr + (batch * channels + d[:, None]).to(tl.int64) * length
+    map_rows = (batch * channels + d[:, None]).to(tl.int64) * length
     xdbl_rows = RANK + 2 * num_states
     for k in range(num_routes):
-        code = tl.load(codes_ptr + k)
+        column_major, reverse, accumulate, slot = _route_word(routes_ptr, k)
+        if column_major:  # the route reads the transposed copies
+            x_rows = xcm_ptr + map_rows
+            dy_rows = dycm_ptr + map_rows
+        else:
+            x_rows = x_ptr + map_rows
+            dy_rows = dy_ptr + map_rows
+        dx_rows = dx_ptr + ((batch * num_slots + slot) * channels + d[:, None]).to(tl.int64) * length
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
         xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * xdbl_rows * length
@@ -134,11 +152,13 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
         for chunk_from_end in range(num_chunks):
             chunk = num_chunks - 1 - chunk_from_end
             h0 = tl.load(states_ptr + state_row * num_chunks + chunk, mask=dn_mask, other=0.0)
-            position, step_mask, u, B, C, delta, dt, decay, drive = _route_tile(
-                xdbl_base, x_row_ptr, dtw_row_ptr, bias, A, chunk * BLOCK_L + j, code, height, width, length,
-                num_states, d_mask, n, n_mask, RANK)
+            step = chunk * BLOCK_L + j
+            step_mask = step < length
+            position = tl.where(reverse, length - 1 - step, step)
+            u, B, C, delta, dt, decay, drive = _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position,
+                                                           step_mask, length, num_states, d_mask, n, n_mask, RANK)
             mask = d_mask[:, None] & step_mask[None, :]
-            dy = tl.load(dy_row_ptr + position[None, :], mask=mask, other=0.0).to(tl.float32)
+            dy = tl.load(dy_rows + position[None, :], mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h0[:, :, None] + state_from_zero  # h_t, (BLOCK_D, BLOCK_N, BLOCK_L)
             carried = states - drive  # a_t * h_{t-1}
@@ -155,8 +175,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
             grad_skip += tl.sum(dy * u, axis=1)
             grad_bias += tl.sum(grad_delta, axis=1)
             grad_u = dt * grad_h_B + skip[:, None] * dy
-            grad_u += tl.load(dx_row_ptr + position[None, :], mask=mask & (k > 0), other=0.0)
-            tl.store(dx_row_ptr + position[None, :], grad_u, mask=mask)
+            grad_u += tl.load(dx_rows + position[None, :], mask=mask & accumulate, other=0.0)
+            tl.store(dx_rows + position[None, :], grad_u, mask=mask)
             for rank_index in tl.static_range(RANK):  # the dt up-projection's gradients, one rank at a time
                 w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask, other=0.0).to(tl.float32)
                 dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask, other=0.0)
@@ -174,4 +194,4 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, codes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_p
         tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
         tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
         tl.store(part_dtw_ptr + row[:, None] * RANK + r[None, :], grad_w, mask=d_mask[:, None] & (r[None, :] < RANK))
-        tl.debug_barrier()  # the next route reads back dx written by other threads of this program
+        tl.debug_barrier()  # a later route reads back dx written by other threads of this program
