@@ -1,0 +1,164 @@
+"""Throughput of mmpretrain classifiers built from mmssm configs, beside timm baselines in the same run.
+
+    python tools/benchmark.py CONFIG [CONFIG ...] [--timm swin_tiny_patch4_window7_224 ...] [--batch-size 128]
+        [--img-size 224] [--amp] [--profile]
+
+For each model: inference img/s (forward, no grad), training img/s (forward + backward + AdamW step) and the peak
+memory of each. With --amp both run under fp16 autocast (training with a GradScaler). --profile adds, for the first
+config, the share of the training step spent in the scan kernels and in the layers around them.
+"""
+import argparse
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SCAN_KERNEL_MARKERS = ('selective_scan', 'ss2d', 'cross_scan', 'cross_merge', '_scan_')
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description='Benchmark classifiers from mmssm configs beside timm models')
+    parser.add_argument('configs', nargs='*', help='mmpretrain configs of mmssm models')
+    parser.add_argument('--timm', nargs='*', default=[], help='timm model names to run in the same process')
+    parser.add_argument('--batch-size', type=int, default=128)
+    parser.add_argument('--img-size', type=int, default=224)
+    parser.add_argument('--amp', action='store_true', help='fp16 autocast (training with a GradScaler)')
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--profile', action='store_true', help='profile one training step of the first config')
+    return parser.parse_args(argv)
+
+
+class LogitsOnly(torch.nn.Module):
+    """(B, 3, H, W) -> logits for an mmpretrain ImageClassifier or a timm model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.is_mm = hasattr(model, 'extract_feat')
+
+    def forward(self, images):
+        if self.is_mm:
+            return self.model.head(self.model.extract_feat(images))
+        return self.model(images)
+
+
+def build_from_config(path):
+    from mmssm import compat
+    compat.apply()
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    import mmpretrain.models  # noqa: F401 - registers the mmpretrain modules
+    from mmpretrain.registry import MODELS
+    cfg = Config.fromfile(path)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        model = MODELS.build(cfg.model)
+    model.init_weights()
+    return LogitsOnly(model), cfg.model.head.num_classes
+
+
+def build_timm(name):
+    import timm
+    return LogitsOnly(timm.create_model(name)), 1000
+
+
+def sync(device):
+    if device.startswith('cuda'):
+        torch.cuda.synchronize()
+
+
+def measure(step, device, warmup, iters):
+    """Median seconds of ``step`` and the peak memory (GiB) it reached."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    if device.startswith('cuda'):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(iters):
+        start = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device.startswith('cuda') else float('nan')
+    return sorted(times)[len(times) // 2], peak
+
+
+def benchmark(model, num_classes, args):
+    device = args.device
+    model = model.to(device)
+    images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
+    labels = torch.randint(0, num_classes, (args.batch_size, ), device=device)
+    autocast = torch.autocast(device_type=device.split(':')[0], dtype=torch.float16, enabled=args.amp)
+
+    model.eval()
+
+    @torch.no_grad()
+    def infer():
+        with autocast:
+            model(images)
+
+    infer_s, infer_mem = measure(infer, device, args.warmup, args.iters)
+
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler(device.split(':')[0], enabled=args.amp)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = torch.nn.functional.cross_entropy(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    train_s, train_mem = measure(train_step, device, args.warmup, args.iters)
+    return dict(infer=args.batch_size / infer_s, infer_mem=infer_mem, train=args.batch_size / train_s,
+                train_mem=train_mem, step=train_step)
+
+
+def profile_step(step, device):
+    """Share of CUDA time in scan kernels vs the rest, and the top kernels, for one training step."""
+    from torch.profiler import ProfilerActivity, profile
+    step()
+    sync(device)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        step()
+        sync(device)
+    events = [e for e in prof.key_averages() if e.device_type.name == 'CUDA' or 'cuda' in str(e.device_type).lower()]
+    total = sum(e.self_device_time_total for e in events) or 1.0
+    scan = sum(e.self_device_time_total for e in events if any(m in e.key for m in SCAN_KERNEL_MARKERS))
+    print(f'\nprofile of one training step: {total / 1e3:.2f} ms of GPU kernels, scans {100 * scan / total:.1f}%')
+    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:15]:
+        print(f'  {100 * e.self_device_time_total / total:5.1f}%  {e.self_device_time_total / 1e3:8.2f} ms  '
+              f'{e.key[:100]}')
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.backends.cudnn.benchmark = True
+    models = [(os.path.basename(c), lambda c=c: build_from_config(c)) for c in args.configs]
+    models += [(f'timm {n}', lambda n=n: build_timm(n)) for n in args.timm]
+    print(f'device {torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}, torch '
+          f'{torch.__version__}, batch {args.batch_size}, {args.img_size}x{args.img_size}, amp={args.amp}')
+    print('| model | inference img/s | peak GiB | training img/s | peak GiB |\n|---|---|---|---|---|')
+    first_step = None
+    for name, build in models:
+        model, num_classes = build()
+        result = benchmark(model, num_classes, args)
+        first_step = first_step or result['step']
+        print(f"| {name} | {result['infer']:.0f} | {result['infer_mem']:.1f} | {result['train']:.0f} | "
+              f"{result['train_mem']:.1f} |", flush=True)
+        del model, result
+        if args.device.startswith('cuda'):
+            torch.cuda.empty_cache()
+    if args.profile and first_step is not None and args.device.startswith('cuda'):
+        profile_step(first_step, args.device)
+
+
+if __name__ == '__main__':
+    main()
