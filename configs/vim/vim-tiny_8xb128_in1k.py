@@ -9,7 +9,9 @@ model = dict(
     init_cfg=None,  # keep the Mamba init of the mixers (the Swin base would re-draw every Linear)
     backbone=dict(type='mmssm.Vim', arch='tiny', img_size=224, drop_path_rate=0.0),
     neck=None,  # the backbone already gives the class-position token (batch, C)
-    head=dict(in_channels=192, init_cfg=dict(type='TruncNormal', layer='Linear', std=0.02, bias=0.0)))
+    head=dict(
+        in_channels=192,
+        init_cfg=dict(_delete_=True, type='TruncNormal', layer='Linear', std=0.02, bias=0.0)))
 
 train_dataloader = dict(batch_size=128, sampler=dict(type='RepeatAugSampler', shuffle=True))
 optim_wrapper = dict(
