@@ -36,8 +36,8 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 def block_sizes(channels, num_states, rank, block_l=None, block_d=None):
     """(BLOCK_D, BLOCK_N, BLOCK_R, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
     block_n = triton.next_power_of_2(num_states)
-    block_l = block_l or max(16, 32 // block_n)
-    block_d = block_d or min(16, triton.next_power_of_2(channels))
+    block_l = block_l or max(16, 64 // block_n)
+    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 1024 // (block_n * block_l)))
     return block_d, block_n, triton.next_power_of_2(rank), block_l
 
 
