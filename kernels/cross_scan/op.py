@@ -1,4 +1,4 @@
-"""Public route ops: validation, dispatch (Triton on CUDA, vectorised PyTorch elsewhere), autograd, custom ops.
+"""Public route ops: validation, dispatch (Triton on CUDA, vectorised PyTorch on CPU and for fp64), autograd.
 
 ``cross_scan`` and ``cross_merge`` are each other's adjoint: the backward of one is the other.
 """
@@ -12,15 +12,19 @@ from .torch_path import cross_merge_torch, cross_scan_torch
 ROUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
+def _uses_triton(tensor):
+    return tensor.is_cuda and tensor.dtype != torch.float64
+
+
 def _scan_impl(x, codes):
-    if x.is_cuda:
+    if _uses_triton(x):
         from .triton_kernels import cross_scan_triton
         return cross_scan_triton(x.contiguous(), codes, torch.empty)
     return cross_scan_torch(x, codes)
 
 
 def _merge_impl(y, height, width, codes):
-    if y.is_cuda:
+    if _uses_triton(y):  # the Triton merge sums in fp32
         from .triton_kernels import cross_merge_triton
         return cross_merge_triton(y.contiguous(), height, width, codes, torch.empty)
     return cross_merge_torch(y, height, width, codes)
