@@ -46,7 +46,7 @@ def cross_scan_kernel(x_ptr, out_ptr, channels, height, width, CODES: tl.constex
     rows = (batch * channels + channel).to(tl.int64) * length
     x = tl.load(x_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :], mask=mask)
     for k in tl.static_range(NUM_ROUTES):
-        code: tl.constexpr = (CODES >> (2 * k)) & 3
+        code = (CODES >> (2 * k)) & 3  # a constexpr: CODES and k are
         step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
         if (code & 1) != 0:
             tile = tl.permute(x, (0, 2, 1))  # (BLOCK_C, BLOCK_W, BLOCK_H): column-major patch
@@ -69,7 +69,7 @@ def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODES: tl.conste
     c_mask = channel[:, None, None] < channels
     total = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), dtype=tl.float32)
     for k in tl.static_range(NUM_ROUTES):
-        code: tl.constexpr = (CODES >> (2 * k)) & 3
+        code = (CODES >> (2 * k)) & 3  # a constexpr: CODES and k are
         step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
         y_rows = ((batch * NUM_ROUTES + k) * channels + channel).to(tl.int64) * length
         tile = tl.load(y_ptr + y_rows[:, None, None] + step[None, :, :], mask=c_mask & step_mask[None, :, :])
