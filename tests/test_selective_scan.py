@@ -4,7 +4,7 @@ import torch
 
 from mmssm.kernels import selective_scan
 from mmssm.kernels.common.interpreter import vectorize_interpreter_scans
-from mmssm.kernels.selective_scan.launchers import selective_scan_bwd_triton, selective_scan_fwd_triton
+from mmssm.kernels.selective_scan.launchers import ScanTiles, selective_scan_bwd_triton, selective_scan_fwd_triton
 from mmssm.kernels.selective_scan.naive import selective_scan_ref
 from mmssm.kernels.selective_scan.op import selective_scan_flop_count
 from mmssm.kernels.testing import assert_close, poisoned_empty
@@ -91,13 +91,13 @@ def _poisoned(shape, dtype, device):
     return poisoned_empty(*shape, dtype=dtype, device=device)
 
 
-def run_triton(inputs, softplus, return_states, out_dtype, grad_out, grad_last):
+def run_triton(inputs, softplus, return_states, out_dtype, grad_out, grad_last, tiles=None):
     """Both launchers on CPU tensors under the interpreter, every output allocated NaN-poisoned."""
     args = list(inputs.values())
     out, last, checkpoints = selective_scan_fwd_triton(*args, softplus, return_states, out_dtype, True,
-                                                       empty=_poisoned)
+                                                       empty=_poisoned, tiles=tiles)
     grads = selective_scan_bwd_triton(grad_out.to(out_dtype), grad_last.to(out_dtype), *args, checkpoints, softplus,
-                                      return_states, empty=_poisoned)
+                                      return_states, empty=_poisoned, tiles=tiles)
     return out, last, grads
 
 
@@ -109,6 +109,24 @@ def test_triton_launchers_match_reference(case, softplus):
     grad_out, grad_last = _grad_targets(inputs, return_states, length, (batch, channels, states))
     expected_out, expected_last, expected_grads = reference(inputs, softplus, return_states, grad_out, grad_last)
     out, last, grads = run_triton(inputs, softplus, return_states, torch.float32, grad_out, grad_last)
+    assert_close(out, expected_out, torch.float32)
+    assert_close(last, expected_last, torch.float32, name='last_state')
+    check_grads(grads, expected_grads, torch.float32)
+
+
+# several chunks per sequence (the state and gradient carried across chunks), with other BLOCK_D in the backward
+SMALL_TILES = ScanTiles(chunk=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1)
+
+
+@pytest.mark.parametrize('case', [(1, 8, 1, 75, 2, dict(initial=True)), (2, 4, 3, 40, 1, dict(z=True, initial=True)),
+                                  (1, 4, 2, 33, 2, dict(return_states=True))])
+def test_triton_carries_across_chunks(case):
+    batch, channels, states, length, groups, options = case
+    return_states = options.get('return_states', False)
+    inputs = make_inputs(batch, channels, states, length, groups, **options)
+    grad_out, grad_last = _grad_targets(inputs, return_states, length, (batch, channels, states))
+    expected_out, expected_last, expected_grads = reference(inputs, True, return_states, grad_out, grad_last)
+    out, last, grads = run_triton(inputs, True, return_states, torch.float32, grad_out, grad_last, SMALL_TILES)
     assert_close(out, expected_out, torch.float32)
     assert_close(last, expected_last, torch.float32, name='last_state')
     check_grads(grads, expected_grads, torch.float32)

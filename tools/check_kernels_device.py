@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from kernels.selective_scan.chunked import selective_scan_chunked_bwd, selective_scan_chunked_fwd  # noqa: E402
-from kernels.selective_scan.launchers import (BWD_TILE, FWD_TILE, selective_scan_bwd_triton,  # noqa: E402
+from kernels.selective_scan.launchers import (ScanTiles, default_tiles, selective_scan_bwd_triton,  # noqa: E402
                                               selective_scan_fwd_triton)
 from kernels.selective_scan.naive import selective_scan_ref  # noqa: E402
 from kernels.testing import rel_rms_error, RTOL  # noqa: E402
@@ -55,19 +55,24 @@ def reference(inputs, return_states, grad_out, grad_last):
     return out.detach(), last.detach(), dict(zip(present, grads))
 
 
-def check(name, inputs, dtype, return_states=False, out_dtype=None):
-    """Triton fwd + bwd against the float64 reference; returns {tensor: relative RMS error} and pass/fail."""
+def check(label, batch, channels, length, states, groups, with_z, dtype, device, return_states=False,
+          out_dtype=None, reference_free=False):
+    """Triton fwd + bwd against the float64 reference; returns {tensor: relative RMS error} and pass/fail.
+
+    ``reference_free`` only runs the Triton launchers (to compile them).
+    """
     out_dtype = out_dtype or dtype
-    u, A = inputs['u'], inputs['A']
-    batch, channels, length = u.shape
-    out_shape = (batch, channels, A.shape[1], length) if return_states else u.shape
-    grad_out = torch.randn(out_shape, device=u.device)
-    grad_last = torch.randn(batch, channels, A.shape[1], device=u.device)
-    ref_out, ref_last, ref_grads = reference(inputs, return_states, grad_out.to(out_dtype), grad_last.to(out_dtype))
+    inputs = make_inputs(batch, channels, length, states, groups, with_z, dtype, device, return_states, initial=True)
+    out_shape = (batch, channels, states, length) if return_states else (batch, channels, length)
+    grad_out = torch.randn(out_shape, device=device)
+    grad_last = torch.randn(batch, channels, states, device=device)
     args = list(inputs.values())
     out, last, ckpt = selective_scan_fwd_triton(*args, True, return_states, out_dtype, True)
     grads = selective_scan_bwd_triton(grad_out.to(out_dtype), grad_last.to(out_dtype), *args, ckpt, True,
                                       return_states)
+    if reference_free:
+        return None
+    ref_out, ref_last, ref_grads = reference(inputs, return_states, grad_out.to(out_dtype), grad_last.to(out_dtype))
     errors = {'out': (out, ref_out), 'last_state': (last, ref_last)}
     errors.update({f'grad_{k}': (g, ref_grads[k]) for k, g in zip(NAMES, grads) if k in ref_grads})
     report = {}
@@ -78,7 +83,7 @@ def check(name, inputs, dtype, return_states=False, out_dtype=None):
         passed = finite and err <= RTOL[dtype]
         ok &= passed
         report[key] = f'{err:.2e}' + ('' if passed else ' FAIL') + ('' if finite else ' NONFINITE')
-    print(f'[check] {name} {str(dtype)[6:]} -> {"ok" if ok else "FAIL"} {report}', flush=True)
+    print(f'[check] {label} {str(dtype)[6:]} -> {"ok" if ok else "FAIL"} {report}', flush=True)
     return {'ok': ok, 'errors': report}
 
 
@@ -105,23 +110,26 @@ def check_int64(device, batch=2, channels=1024, length=(1 << 20) + 1000):
     return {'ok': ok, 'errors': report, 'elements': batch * channels * length}
 
 
-def correctness(device, smoke):
-    results = {}
+def correctness_cases(smoke):
+    """(key, check arguments without the device) at the model shapes (batch 8), or tiny ones with ``smoke``."""
     scale = (lambda shape: (8, min(shape[1], 40), *shape[2:])) if smoke else (lambda shape: shape)
     batch = 1 if smoke else 8
+    cases = []
     for name, shape in SHAPES.items():
         channels, length, states, groups, with_z = scale(shape)
         for dtype in (torch.float32, torch.bfloat16):
-            inputs = make_inputs(batch, channels, length, states, groups, with_z, dtype, device, initial=True)
-            results[f'{name}_{str(dtype)[6:]}'] = check(name, inputs, dtype)
-    inputs = make_inputs(batch, 16 if smoke else 192, 197, 16, 1, False, torch.bfloat16, device, return_states=True)
-    results['return_states_bf16'] = check('return_states', inputs, torch.bfloat16, return_states=True)
+            cases.append((f'{name}_{str(dtype)[6:]}', (name, batch, channels, length, states, groups, with_z, dtype)))
+    cases.append(('return_states_bf16', ('return_states', batch, 16 if smoke else 192, 197, 16, 1, False,
+                                         torch.bfloat16, True)))
     long_length = 300 if smoke else 16384
-    inputs = make_inputs(2, 64 if not smoke else 2, long_length, 16, 1, True, torch.float16, device)
-    results['long_fp16_fp32out'] = check(f'L={long_length} N=16 fp16 in, fp32 out', inputs, torch.float16,
-                                         out_dtype=torch.float32)
-    results['long_fp16'] = check(f'L={long_length} N=16 fp16', inputs, torch.float16)
-    return results
+    long_case = (f'L={long_length} N=16 fp16', 2, 2 if smoke else 64, long_length, 16, 1, True, torch.float16)
+    cases.append(('long_fp16_fp32out', (*long_case, False, torch.float32)))
+    cases.append(('long_fp16', long_case))
+    return cases
+
+
+def correctness(device, smoke):
+    return {key: check(*args[:8], device, *args[8:]) for key, args in correctness_cases(smoke)}
 
 
 def min_bytes(batch, channels, length, states, groups, with_z, dtype):
@@ -131,7 +139,54 @@ def min_bytes(batch, channels, length, states, groups, with_z, dtype):
     return per_token + 2 * batch * groups * states * length * item
 
 
-def timings(device, tune):
+def candidate_tiles(num_states, tune):
+    """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
+    if not tune:
+        return [default_tiles(num_states)]
+    if num_states == 1:
+        chunks, fwd, bwd = (128, 256, 512), ((2048, 4), (4096, 4), (4096, 8)), ((1024, 4), (2048, 4), (2048, 8))
+    else:
+        chunks, fwd, bwd = (32, 64, 256), ((1024, 4), (2048, 4), (2048, 8)), ((512, 4), (1024, 4), (2048, 8))
+    # pair the i-th forward with the i-th backward setting: each kernel is timed on its own, so the sweep covers both
+    return [ScanTiles(chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
+
+
+def run_once(name, dtype, tiles, batch, device, with_backward=True):
+    """One forward (+ backward) at a model shape: compiles the kernels of this launch shape (warm-up)."""
+    channels, length, states, groups, with_z = SHAPES[name]
+    args = list(make_inputs(batch, channels, length, states, groups, with_z, dtype, device).values())
+    selective_scan_fwd_triton(*args, True, False, dtype, False, tiles=tiles)
+    out, _, ckpt = selective_scan_fwd_triton(*args, True, False, dtype, True, tiles=tiles)
+    if with_backward:
+        selective_scan_bwd_triton(torch.ones_like(out), None, *args, ckpt, True, False, tiles=tiles)
+
+
+def _compile_job(job):
+    kind, payload = job
+    torch.manual_seed(0)
+    if kind == 'check':
+        _, label, _, *shape = payload  # (key, label, batch, channels, length, states, groups, with_z, dtype, ...)
+        check(label, 1, *shape[:6], 'cuda', *shape[6:], reference_free=True)
+    else:
+        run_once(*payload, batch=1, device='cuda')
+    torch.cuda.synchronize()
+    return job[0]
+
+
+def compile_in_parallel(jobs, workers):
+    """Fill Triton's disk cache from ``workers`` processes at batch 1, so the main process only loads kernels."""
+    import multiprocessing
+    start = time.time()
+    try:
+        with multiprocessing.get_context('spawn').Pool(workers) as pool:
+            pool.map(_compile_job, jobs, chunksize=1)
+    except Exception as error:  # the run goes on: the main process compiles what is missing
+        print(f'[compile] parallel warm-up failed ({error!r}); compiling on first use instead', flush=True)
+        return
+    print(f'[compile] {len(jobs)} launches compiled in {time.time() - start:.0f} s', flush=True)
+
+
+def timings(device, tune, with_torch):
     from triton.testing import do_bench
     results = {}
     batch = 128
@@ -142,39 +197,50 @@ def timings(device, tune):
     results['copy_GBps'] = copy_gbs
     del big
     for name, (channels, length, states, groups, with_z) in SHAPES.items():
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in (torch.bfloat16,) if tune else (torch.float32, torch.bfloat16):
             inputs = make_inputs(batch, channels, length, states, groups, with_z, dtype, device)
             args = list(inputs.values())
             grad_out = torch.randn_like(inputs['u'])
-            configs = [(FWD_TILE, 4, BWD_TILE, 4)]
-            if tune and dtype == torch.bfloat16:
-                configs += [(FWD_TILE * 2, 4, BWD_TILE // 2, 4), (FWD_TILE * 4, 8, BWD_TILE * 2, 8)]
             row = {}
-            for fwd_tile, fwd_warps, bwd_tile, bwd_warps in configs:
+            for tiles in candidate_tiles(states, tune):
                 def fwd():
-                    return selective_scan_fwd_triton(*args, True, False, dtype, False, tile=fwd_tile,
-                                                     num_warps=fwd_warps)
+                    return selective_scan_fwd_triton(*args, True, False, dtype, False, tiles=tiles)
 
-                def fwd_bwd():
-                    _, _, ckpt = selective_scan_fwd_triton(*args, True, False, dtype, True, tile=fwd_tile,
-                                                           num_warps=fwd_warps)
-                    return selective_scan_bwd_triton(grad_out, None, *args, ckpt, True, False, tile=bwd_tile,
-                                                     num_warps=bwd_warps)
-                key = f'fwd{fwd_tile}w{fwd_warps}_bwd{bwd_tile}w{bwd_warps}'
-                fwd_ms, total_ms = do_bench(fwd), do_bench(fwd_bwd)
-                row[key] = {'fwd_ms': fwd_ms, 'fwd_bwd_ms': total_ms}
-            best_fwd = min(v['fwd_ms'] for v in row.values())
-            best_total = min(v['fwd_bwd_ms'] for v in row.values())
+                def fwd_saving():
+                    return selective_scan_fwd_triton(*args, True, False, dtype, True, tiles=tiles)
+                ckpt = fwd_saving()[2]
+
+                def bwd():
+                    return selective_scan_bwd_triton(grad_out, None, *args, ckpt, True, False, tiles=tiles)
+                row[str(tiles)] = {'fwd_ms': do_bench(fwd, warmup=5, rep=25),
+                                   'fwd_saving_ms': do_bench(fwd_saving, warmup=5, rep=25),
+                                   'bwd_ms': do_bench(bwd, warmup=5, rep=25), 'chunk': tiles.chunk}
+            best_fwd_key = min(row, key=lambda k: row[k]['fwd_ms'])
+            best_fwd = row[best_fwd_key]['fwd_ms']
+            by_chunk = {}
+            for key, v in row.items():  # fwd+bwd: best forward-with-checkpoints + best backward of one chunk length
+                best = by_chunk.setdefault(v['chunk'], [float('inf'), float('inf')])
+                best[0], best[1] = min(best[0], v['fwd_saving_ms']), min(best[1], v['bwd_ms'])
+            best_chunk = min(by_chunk, key=lambda c: sum(by_chunk[c]))
+            best_total = sum(by_chunk[best_chunk])
             gbs = min_bytes(batch, channels, length, states, groups, with_z, dtype) / best_fwd / 1e6
-            torch_fwd = do_bench(lambda: selective_scan_chunked_fwd(*args[:8], True, None, False, dtype), rep=20)
-            torch_total = do_bench(lambda: selective_scan_chunked_bwd(grad_out, None, *args[:8], True, None, False),
-                                   rep=20) + torch_fwd
-            results[f'{name}_{str(dtype)[6:]}'] = dict(configs=row, triton_fwd_ms=best_fwd,
-                                                       triton_fwd_bwd_ms=best_total, fwd_GBps=gbs,
-                                                       torch_fwd_ms=torch_fwd, torch_fwd_bwd_ms=torch_total)
-            print(f'[time] {name:16s} {str(dtype)[6:]:8s} triton fwd {best_fwd:.3f} ms ({gbs:.0f} GB/s, '
-                  f'{100 * gbs / copy_gbs:.0f}% of copy), fwd+bwd {best_total:.3f} ms | torch chunked fwd '
-                  f'{torch_fwd:.3f} ms, fwd+bwd {torch_total:.3f} ms | {row}', flush=True)
+            entry = dict(configs=row, triton_fwd_ms=best_fwd, best_fwd=best_fwd_key, triton_fwd_bwd_ms=best_total,
+                         best_chunk=best_chunk, fwd_GBps=gbs)
+            line = (f'[time] {name:16s} {str(dtype)[6:]:8s} triton fwd {best_fwd:.3f} ms ({gbs:.0f} GB/s, '
+                    f'{100 * gbs / copy_gbs:.0f}% of copy; {best_fwd_key}), fwd+bwd {best_total:.3f} ms '
+                    f'(chunk {best_chunk})')
+            if with_torch:
+                entry['torch_fwd_ms'] = do_bench(
+                    lambda: selective_scan_chunked_fwd(*args[:8], True, None, False, dtype), rep=20)
+                entry['torch_fwd_bwd_ms'] = entry['torch_fwd_ms'] + do_bench(
+                    lambda: selective_scan_chunked_bwd(grad_out, None, *args[:8], True, None, False), rep=20)
+                line += f' | torch chunked fwd {entry["torch_fwd_ms"]:.3f} ms, fwd+bwd {entry["torch_fwd_bwd_ms"]:.3f}'
+            results[f'{name}_{str(dtype)[6:]}'] = entry
+            print(line, flush=True)
+            if tune:
+                for key, v in row.items():
+                    print(f'    {key}: fwd {v["fwd_ms"]:.3f} fwd+ckpt {v["fwd_saving_ms"]:.3f} bwd {v["bwd_ms"]:.3f}',
+                          flush=True)
             del inputs, args, grad_out
             torch.cuda.empty_cache()
     return results
@@ -186,7 +252,9 @@ def main():
     parser.add_argument('--smoke', action='store_true', help='tiny correctness run on the CPU (Triton interpreter)')
     parser.add_argument('--skip-correctness', action='store_true', help='only the int64 check and the timings')
     parser.add_argument('--skip-int64', action='store_true')
-    parser.add_argument('--tune', action='store_true', help='time a few tile / warp settings per shape')
+    parser.add_argument('--tune', action='store_true', help='time a sweep of launch shapes per shape (bf16)')
+    parser.add_argument('--skip-torch', action='store_true', help='do not time the chunked PyTorch path')
+    parser.add_argument('--compile-workers', type=int, default=0, help='compile every kernel first in N processes')
     args = parser.parse_args()
     torch.manual_seed(0)
     device = 'cpu' if args.smoke else 'cuda'
@@ -195,6 +263,12 @@ def main():
         vectorize_interpreter_scans()
     start = time.time()
     results = {'device': 'cpu (interpreter)' if args.smoke else torch.cuda.get_device_name()}
+    if args.compile_workers and not args.smoke:
+        jobs = [] if args.skip_correctness else [('check', (key, *case)) for key, case in correctness_cases(False)]
+        for name, shape in SHAPES.items():
+            for dtype in (torch.bfloat16,) if args.tune else (torch.float32, torch.bfloat16):
+                jobs += [('time', (name, dtype, tiles)) for tiles in candidate_tiles(shape[2], args.tune)]
+        compile_in_parallel(jobs, args.compile_workers)
     if not args.skip_correctness:
         results['correctness'] = correctness(device, args.smoke)
     if not args.smoke:
@@ -205,7 +279,7 @@ def main():
                 results['int64'] = {'ok': None, 'error': str(error)}
                 print(f'[check] int64 offsets skipped: {error}', flush=True)
             torch.cuda.empty_cache()
-        results['timings'] = timings(device, args.tune)
+        results['timings'] = timings(device, args.tune, not args.skip_torch)
     results['seconds'] = time.time() - start
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=1)

@@ -36,3 +36,10 @@ def sigmoid(x):
 def pick(values, index, position, axis: tl.constexpr):
     """The slice of ``values`` where ``index == position`` along ``axis`` (that axis reduced away)."""
     return tl.sum(tl.where(index == position, values, 0.0), axis=axis)
+
+
+@triton.jit
+def shift_next(values, index, size: tl.constexpr, axis: tl.constexpr, fill):
+    """values[..., t + 1, ...] along ``axis`` (of length ``size``; ``index`` its positions), ``fill`` at the end."""
+    following = tl.minimum(index + 1, size - 1) + tl.zeros(values.shape, dtype=tl.int32)
+    return tl.where(index == size - 1, fill, tl.gather(values, following, axis))

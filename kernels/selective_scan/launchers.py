@@ -1,12 +1,31 @@
 """Argument checks shared by every path, and the launchers of the Triton kernels (allocate, pick blocks, launch)."""
+from dataclasses import dataclass
+
 import torch
 
 from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
 
 SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
-# elements of the (BLOCK_D, BLOCK_N, BLOCK_L) tiles; chosen on an H100 at VMamba-T / Vim-S shapes, batch 128
-FWD_TILE = 2048
-BWD_TILE = 2048
+
+
+@dataclass(frozen=True)
+class ScanTiles:
+    """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), then for the forward and the backward
+    the elements of the (BLOCK_D, BLOCK_T) tile and the warps per program."""
+    chunk: int
+    fwd_tile: int
+    fwd_warps: int
+    bwd_tile: int
+    bwd_warps: int
+
+
+# chosen on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
+TILES = {'one_state': ScanTiles(chunk=256, fwd_tile=2048, fwd_warps=4, bwd_tile=1024, bwd_warps=4),
+         'many_states': ScanTiles(chunk=64, fwd_tile=1024, fwd_warps=4, bwd_tile=1024, bwd_warps=4)}
+
+
+def default_tiles(num_states):
+    return TILES['one_state' if num_states == 1 else 'many_states']
 
 
 def check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, return_states):
@@ -52,22 +71,19 @@ def _largest_power_of_two_dividing(n, cap):
     return size
 
 
-def chunk_length(num_states, length):
-    """Steps per chunk (BLOCK_L): the forward saves one state checkpoint per chunk of this length."""
-    block_n = triton_next_power_of_2(num_states)
-    return min(triton_next_power_of_2(length), 128 if block_n == 1 else 64 if block_n <= 16 else 32)
-
-
 def triton_next_power_of_2(n):
     return 1 << (n - 1).bit_length()
 
 
-def block_sizes(channels_per_group, num_states, length, tile=FWD_TILE):
-    """(BLOCK_D, BLOCK_N, BLOCK_L): BLOCK_D divides the group so that one block reads one row of B and C."""
-    block_n = triton_next_power_of_2(num_states)
-    block_l = chunk_length(num_states, length)
-    block_d = _largest_power_of_two_dividing(channels_per_group, max(1, min(64, tile // (block_n * block_l))))
-    return block_d, block_n, block_l
+def chunk_length(num_states, length, tiles=None):
+    """Steps per chunk (BLOCK_T): the forward saves one state checkpoint per chunk of this length."""
+    return min(triton_next_power_of_2(length), (tiles or default_tiles(num_states)).chunk)
+
+
+def block_sizes(channels_per_group, num_states, chunk, tile):
+    """(BLOCK_D, BLOCK_N, BLOCK_T): BLOCK_D divides the group so that one block reads one row of B and C."""
+    block_d = _largest_power_of_two_dividing(channels_per_group, max(1, min(64, tile // chunk)))
+    return block_d, triton_next_power_of_2(num_states), chunk
 
 
 def _check_triton_device(u):
@@ -76,16 +92,19 @@ def _check_triton_device(u):
 
 
 def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states,
-                              out_dtype, save_checkpoints, empty=torch.empty, tile=FWD_TILE, num_warps=4):
+                              out_dtype, save_checkpoints, empty=torch.empty, tiles=None):
     """Forward launcher: returns (out, last_state, checkpoints (batch, D, N, chunks) fp32 or an empty tensor).
 
-    ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show).
+    ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show); ``tiles`` (a
+    :class:`ScanTiles`) overrides the tuned launch shape.
     """
     batch, channels, length, num_states, groups = check_selective_scan_args(
         u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
     _check_triton_device(u)
-    block_d, block_n, block_l = block_sizes(channels // groups, num_states, length, tile)
-    num_chunks = -(-length // block_l)
+    tiles = tiles or default_tiles(num_states)
+    block_t = chunk_length(num_states, length, tiles)
+    block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.fwd_tile)
+    num_chunks = -(-length // block_t)
     device = u.device
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     out = empty(out_shape, dtype=out_dtype, device=device)
@@ -99,13 +118,13 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
-        SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+        num_warps=tiles.fwd_warps)
     return out, last_state, checkpoints
 
 
 def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias, initial_state,
-                              checkpoints, delta_softplus, return_states, empty=torch.empty, tile=BWD_TILE,
-                              num_warps=4):
+                              checkpoints, delta_softplus, return_states, empty=torch.empty, tiles=None):
     """Backward launcher: gradients of (u, delta, A, B, C, D, z, delta_bias, initial_state), None where absent.
 
     ``checkpoints`` come from :func:`selective_scan_fwd_triton` with ``save_checkpoints=True``.
@@ -113,9 +132,10 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
     batch, channels, length, num_states, groups = check_selective_scan_args(
         u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
     _check_triton_device(u)
-    block_l = chunk_length(num_states, length)
-    block_d, block_n, _ = block_sizes(channels // groups, num_states, length, tile)
-    num_chunks = -(-length // block_l)
+    tiles = tiles or default_tiles(num_states)
+    block_t = chunk_length(num_states, length, tiles)
+    block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
+    num_chunks = -(-length // block_t)
     check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
     num_blocks = channels // block_d
     device = u.device
@@ -140,7 +160,8 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
-        RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+        num_warps=tiles.bwd_warps)
 
     def group_sum(part, like):
         """(batch, blocks, N, L) partials -> summed over the blocks of each group, shaped and typed like B / C."""
