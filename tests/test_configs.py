@@ -9,10 +9,12 @@ trained once. A config whose library (mmpretrain / mmdet / mmseg) is missing fai
 Adding a family: add a row to ``TINY_BACKBONES`` (backbone overrides, per-stage output channels).
 Adding a task: add its metric type to ``EXPECTED_METRICS`` and its dataset maker to ``mmssm.testing.TINY_DATASETS``.
 """
+import copy
 import math
 from pathlib import Path
 
 import pytest
+from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from mmssm.apis import build_runner, load_config
@@ -42,6 +44,10 @@ EXPECTED_METRICS = {
     'CocoMetric': ('coco/bbox_mAP', 'coco/segm_mAP'),
     'IoUMetric': ('mIoU', ),
 }
+
+# what decides whether two shrunk configs run the same way
+SIGNATURE_KEYS = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'train_cfg', 'optim_wrapper',
+                  'param_scheduler', 'custom_hooks')
 
 _trained = {}  # shrunk config text without the backbone -> metrics of its run
 
@@ -76,11 +82,10 @@ def _shrink(cfg, data_dir, work_dir):
 
 
 def _signature(cfg):
-    """The shrunk config as text, without what differs between arch variants of one task."""
-    text = cfg.copy()
-    text.model.pop('backbone')
-    text.pop('work_dir')
-    return text.pretty_text
+    """What a shrunk run depends on, as text, without the backbone (where arch variants of one task differ)."""
+    run = Config({key: copy.deepcopy(cfg.get(key)) for key in SIGNATURE_KEYS})
+    run.model.pop('backbone')
+    return run.pretty_text
 
 
 @pytest.mark.parametrize('config_path', CONFIGS, ids=[str(p.relative_to(CONFIG_DIR)) for p in CONFIGS])

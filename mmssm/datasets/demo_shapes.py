@@ -46,7 +46,7 @@ class DemoShapes(BaseDataset):
         """The stored label plus the picture, rendered on demand as BGR uint8 like ``LoadImageFromFile``."""
         info = super().get_data_info(idx)
         rng = scene_rng(*self.split_seed, info['scene_index'])
-        image, _, _ = render_scene(rng, self.image_size, kinds=[info['gt_label']], fill_fraction=rng.uniform(0.6, 1.0))
+        image, _, _ = render_scene(rng, self.image_size, kinds=[info['gt_label']], fill_fraction=rng.uniform(0.8, 1.0))
         info['img'] = image[..., ::-1].copy()  # RGB -> BGR, (H, W, 3)
         info['img_shape'] = info['ori_shape'] = image.shape[:2]
         return info
