@@ -115,7 +115,7 @@ def test_triton_launchers_match_reference(case, softplus):
 
 
 # several chunks per sequence (the state and gradient carried across chunks), with other BLOCK_D in the backward
-SMALL_TILES = ScanTiles(chunk=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1)
+SMALL_TILES = ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1)
 
 
 @pytest.mark.parametrize('case', [(1, 8, 1, 75, 2, dict(initial=True)), (2, 4, 3, 40, 1, dict(z=True, initial=True)),

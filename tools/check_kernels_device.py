@@ -110,7 +110,7 @@ def check_int64(device, batch=2, channels=1024, length=(1 << 20) + 1000):
     return {'ok': ok, 'errors': report, 'elements': batch * channels * length}
 
 
-def correctness_cases(smoke):
+def correctness_cases(smoke, with_long=True):
     """(key, check arguments without the device) at the model shapes (batch 8), or tiny ones with ``smoke``."""
     scale = (lambda shape: (8, min(shape[1], 40), *shape[2:])) if smoke else (lambda shape: shape)
     batch = 1 if smoke else 8
@@ -121,6 +121,8 @@ def correctness_cases(smoke):
             cases.append((f'{name}_{str(dtype)[6:]}', (name, batch, channels, length, states, groups, with_z, dtype)))
     cases.append(('return_states_bf16', ('return_states', batch, 16 if smoke else 192, 197, 16, 1, False,
                                          torch.bfloat16, True)))
+    if not with_long:
+        return cases
     long_length = 300 if smoke else 16384
     long_case = (f'L={long_length} N=16 fp16', 2, 2 if smoke else 64, long_length, 16, 1, True, torch.float16)
     cases.append(('long_fp16_fp32out', (*long_case, False, torch.float32)))
@@ -128,8 +130,8 @@ def correctness_cases(smoke):
     return cases
 
 
-def correctness(device, smoke):
-    return {key: check(*args[:8], device, *args[8:]) for key, args in correctness_cases(smoke)}
+def correctness(device, smoke, with_long):
+    return {key: check(*args[:8], device, *args[8:]) for key, args in correctness_cases(smoke, with_long)}
 
 
 def min_bytes(batch, channels, length, states, groups, with_z, dtype):
@@ -148,7 +150,7 @@ def candidate_tiles(num_states, tune):
     else:
         chunks, fwd, bwd = (32, 64, 256), ((1024, 4), (2048, 4), (2048, 8)), ((512, 4), (1024, 4), (2048, 8))
     # pair the i-th forward with the i-th backward setting: each kernel is timed on its own, so the sweep covers both
-    return [ScanTiles(chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
+    return [ScanTiles(chunk, chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
@@ -252,6 +254,7 @@ def main():
     parser.add_argument('--smoke', action='store_true', help='tiny correctness run on the CPU (Triton interpreter)')
     parser.add_argument('--skip-correctness', action='store_true', help='only the int64 check and the timings')
     parser.add_argument('--skip-int64', action='store_true')
+    parser.add_argument('--skip-long', action='store_true', help='no correctness check at L = 16384')
     parser.add_argument('--tune', action='store_true', help='time a sweep of launch shapes per shape (bf16)')
     parser.add_argument('--skip-torch', action='store_true', help='do not time the chunked PyTorch path')
     parser.add_argument('--compile-workers', type=int, default=0, help='compile every kernel first in N processes')
@@ -264,13 +267,14 @@ def main():
     start = time.time()
     results = {'device': 'cpu (interpreter)' if args.smoke else torch.cuda.get_device_name()}
     if args.compile_workers and not args.smoke:
-        jobs = [] if args.skip_correctness else [('check', (key, *case)) for key, case in correctness_cases(False)]
+        jobs = [] if args.skip_correctness else [('check', (key, *case))
+                                                 for key, case in correctness_cases(False, not args.skip_long)]
         for name, shape in SHAPES.items():
             for dtype in (torch.bfloat16,) if args.tune else (torch.float32, torch.bfloat16):
                 jobs += [('time', (name, dtype, tiles)) for tiles in candidate_tiles(shape[2], args.tune)]
         compile_in_parallel(jobs, args.compile_workers)
     if not args.skip_correctness:
-        results['correctness'] = correctness(device, args.smoke)
+        results['correctness'] = correctness(device, args.smoke, not args.skip_long)
     if not args.smoke:
         if not args.skip_int64:
             try:

@@ -10,18 +10,23 @@ SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 @dataclass(frozen=True)
 class ScanTiles:
-    """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), then for the forward and the backward
-    the elements of the (BLOCK_D, BLOCK_T) tile and the warps per program."""
+    """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), the longest (power-of-two padded)
+    sequence scanned as one chunk, then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile
+    and the warps per program."""
     chunk: int
+    whole_sequence: int
     fwd_tile: int
     fwd_warps: int
     bwd_tile: int
     bwd_warps: int
 
 
-# chosen on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
-TILES = {'one_state': ScanTiles(chunk=256, fwd_tile=2048, fwd_warps=4, bwd_tile=1024, bwd_warps=4),
-         'many_states': ScanTiles(chunk=64, fwd_tile=1024, fwd_warps=4, bwd_tile=1024, bwd_warps=4)}
+# chosen from `tools/check_kernels_device.py --tune` on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16)
+# shapes, batch 128, bf16: N = 1 chunks of 128 steps (L <= 256 in one chunk), N = 16 chunks of 32 steps
+TILES = {'one_state': ScanTiles(chunk=128, whole_sequence=256, fwd_tile=2048, fwd_warps=4, bwd_tile=2048,
+                                bwd_warps=4),
+         'many_states': ScanTiles(chunk=32, whole_sequence=32, fwd_tile=1024, fwd_warps=4, bwd_tile=512,
+                                  bwd_warps=4)}
 
 
 def default_tiles(num_states):
@@ -77,7 +82,9 @@ def triton_next_power_of_2(n):
 
 def chunk_length(num_states, length, tiles=None):
     """Steps per chunk (BLOCK_T): the forward saves one state checkpoint per chunk of this length."""
-    return min(triton_next_power_of_2(length), (tiles or default_tiles(num_states)).chunk)
+    tiles = tiles or default_tiles(num_states)
+    padded = triton_next_power_of_2(length)
+    return padded if padded <= tiles.whole_sequence else min(padded, tiles.chunk)
 
 
 def block_sizes(channels_per_group, num_states, chunk, tile):
