@@ -10,15 +10,17 @@ Adding a family: add a row to ``TINY_BACKBONES`` (backbone overrides, per-stage 
 Adding a task: add its metric type to ``EXPECTED_METRICS`` and its dataset maker to ``mmssm.testing.TINY_DATASETS``.
 """
 import copy
+import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from mmengine.config import Config
 from mmengine.hooks import Hook
 
 from mmssm.apis import build_runner, load_config
-from mmssm.testing import make_quick, redirect_to_tiny_data, set_model_channels
+from mmssm.testing import TINY_DATASETS, make_quick, make_tiny_dataset, redirect_to_tiny_data, set_model_channels
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / 'configs'
 CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py') if '_base_' not in path.parts)
@@ -110,3 +112,23 @@ def test_config_trains_and_evaluates(config_path, data_dir, tmp_path):
             assert name in recorder.metrics, f'{name} missing from {sorted(recorder.metrics)}'
             assert math.isfinite(recorder.metrics[name]) and recorder.metrics[name] >= 0, recorder.metrics
     _trained[signature] = recorder.metrics
+
+
+@pytest.mark.parametrize('maker', sorted(TINY_DATASETS), ids=str)
+def test_tiny_dataset_is_deterministic(maker, tmp_path):
+    first = make_tiny_dataset(maker, tmp_path / 'first')
+    second = make_tiny_dataset(maker, tmp_path / 'second')
+    files = sorted(p.relative_to(first) for p in Path(first).rglob('*') if p.is_file())
+    assert files == sorted(p.relative_to(second) for p in Path(second).rglob('*') if p.is_file())
+    assert files and all((Path(first) / f).read_bytes() == (Path(second) / f).read_bytes() for f in files)
+
+
+def test_tiny_coco_boxes_and_areas_match_the_masks(tmp_path):
+    root = Path(make_tiny_dataset('mmdet.CocoDataset', tmp_path))
+    content = json.loads((root / 'annotations' / 'instances_val2017.json').read_text())
+    assert {image['file_name'] for image in content['images']} == {p.name for p in (root / 'val2017').iterdir()}
+    for annotation in content['annotations']:
+        xy = np.asarray(annotation['segmentation'][0]).reshape(-1, 2)  # [x0, y0, x1, y1, ...] -> (V, 2)
+        x, y, w, h = annotation['bbox']
+        assert np.allclose([x, y, x + w, y + h], [*xy.min(0), *xy.max(0)], atol=0.02)
+        assert 0 < annotation['area'] <= w * h
