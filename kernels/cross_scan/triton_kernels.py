@@ -1,7 +1,7 @@
 """Triton route kernels: read a (batch, C, H, W) map once and write K route copies, or gather K copies and sum.
 
 A route is coded as an int: bit 0 set = column-major reading, bit 1 set = reversed (see ``routes.route_codes``).
-The kernels take the codes at compile time and move (H, W) patches, transposed in shared memory for column-major
+The kernels take the codes at compile time (one constexpr per route) and move (H, W) patches, transposed in shared memory for column-major
 routes, so every load and store is coalesced.
 """
 import triton
@@ -29,62 +29,86 @@ def _route_tile_offsets(hh, ww, CODE: tl.constexpr, height, width):
 
 
 @triton.jit
-def cross_scan_kernel(x_ptr, out_ptr, channels, height, width, CODES: tl.constexpr, NUM_ROUTES: tl.constexpr,
-                      BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """x (batch, C, H, W) -> out (batch, K, C, H*W); one program per (patch, channel block, batch).
-
-    CODES packs the K route codes, two bits each (route k = (CODES >> 2k) & 3), so each route set compiles once.
-    """
-    pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    length = height * width
-    patches_w = tl.cdiv(width, BLOCK_W)
-    hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
-    ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
-    channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = channel[:, None, None] < channels
-    mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
-    rows = (batch * channels + channel).to(tl.int64) * length
-    x = tl.load(x_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :], mask=mask)
-    for k in tl.static_range(NUM_ROUTES):
-        code = (CODES >> (2 * k)) & 3  # a constexpr: CODES and k are
-        step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
-        if (code & 1) != 0:
-            tile = tl.permute(x, (0, 2, 1))  # (BLOCK_C, BLOCK_W, BLOCK_H): column-major patch
-        else:
-            tile = x
-        out_rows = ((batch * NUM_ROUTES + k) * channels + channel).to(tl.int64) * length
-        tl.store(out_ptr + out_rows[:, None, None] + step[None, :, :], tile, mask=c_mask & step_mask[None, :, :])
+def _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, K: tl.constexpr,
+                 CODE: tl.constexpr, NUM_ROUTES: tl.constexpr):
+    """Write the (BLOCK_C, BLOCK_H, BLOCK_W) patch ``x`` into route K (coded CODE) of out (batch, K, C, H*W)."""
+    step, step_mask = _route_tile_offsets(hh, ww, CODE, height, width)
+    if (CODE & 1) != 0:
+        tile = tl.permute(x, (0, 2, 1))  # (BLOCK_C, BLOCK_W, BLOCK_H): column-major patch
+    else:
+        tile = x
+    out_rows = ((batch * NUM_ROUTES + K) * channels + channel).to(tl.int64) * (height * width)
+    tl.store(out_ptr + out_rows[:, None, None] + step[None, :, :], tile, mask=c_mask & step_mask[None, :, :])
 
 
 @triton.jit
-def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODES: tl.constexpr, NUM_ROUTES: tl.constexpr,
-                       BLOCK_C: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """y (batch, K, C, H*W) route order -> out (batch, C, H, W), the fp32 sum over routes; tiles as cross_scan."""
+def _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, K: tl.constexpr,
+                CODE: tl.constexpr, NUM_ROUTES: tl.constexpr):
+    """The patch of route K (coded CODE) of y (batch, K, C, H*W), as a row-major fp32 (BLOCK_C, BLOCK_H, BLOCK_W)."""
+    step, step_mask = _route_tile_offsets(hh, ww, CODE, height, width)
+    y_rows = ((batch * NUM_ROUTES + K) * channels + channel).to(tl.int64) * (height * width)
+    tile = tl.load(y_ptr + y_rows[:, None, None] + step[None, :, :], mask=c_mask & step_mask[None, :, :])
+    if (CODE & 1) != 0:
+        tile = tl.permute(tile, (0, 2, 1))  # (BLOCK_C, BLOCK_H, BLOCK_W): back to row-major
+    return tile.to(tl.float32)
+
+
+@triton.jit
+def cross_scan_kernel(x_ptr, out_ptr, channels, height, width, CODE0: tl.constexpr, CODE1: tl.constexpr,
+                      CODE2: tl.constexpr, CODE3: tl.constexpr, NUM_ROUTES: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """x (batch, C, H, W) -> out (batch, K, C, H*W); one program per (patch, channel block, batch).
+
+    CODE0..CODE3 are the route codes of routes 0..K-1 (compile-time: each route set compiles once).
+    """
     pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    length = height * width
     patches_w = tl.cdiv(width, BLOCK_W)
     hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
     ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
     channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
     c_mask = channel[:, None, None] < channels
-    total = tl.zeros((BLOCK_C, BLOCK_H, BLOCK_W), dtype=tl.float32)
-    for k in tl.static_range(NUM_ROUTES):
-        code = (CODES >> (2 * k)) & 3  # a constexpr: CODES and k are
-        step, step_mask = _route_tile_offsets(hh, ww, code, height, width)
-        y_rows = ((batch * NUM_ROUTES + k) * channels + channel).to(tl.int64) * length
-        tile = tl.load(y_ptr + y_rows[:, None, None] + step[None, :, :], mask=c_mask & step_mask[None, :, :])
-        if (code & 1) != 0:
-            tile = tl.permute(tile, (0, 2, 1))  # (BLOCK_C, BLOCK_H, BLOCK_W): back to row-major
-        total += tile.to(tl.float32)
     mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
-    rows = (batch * channels + channel).to(tl.int64) * length
+    rows = (batch * channels + channel).to(tl.int64) * (height * width)
+    x = tl.load(x_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :], mask=mask)
+    _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 0, CODE0, NUM_ROUTES)
+    if NUM_ROUTES > 1:
+        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 1, CODE1, NUM_ROUTES)
+    if NUM_ROUTES > 2:
+        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 2, CODE2, NUM_ROUTES)
+    if NUM_ROUTES > 3:
+        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 3, CODE3, NUM_ROUTES)
+
+
+@triton.jit
+def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODE0: tl.constexpr, CODE1: tl.constexpr,
+                       CODE2: tl.constexpr, CODE3: tl.constexpr, NUM_ROUTES: tl.constexpr, BLOCK_C: tl.constexpr,
+                       BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    """y (batch, K, C, H*W) route order -> out (batch, C, H, W), the fp32 sum over routes; tiles as cross_scan."""
+    pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    patches_w = tl.cdiv(width, BLOCK_W)
+    hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
+    ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
+    channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
+    c_mask = channel[:, None, None] < channels
+    total = _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 0, CODE0, NUM_ROUTES)
+    if NUM_ROUTES > 1:
+        total += _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 1, CODE1, NUM_ROUTES)
+    if NUM_ROUTES > 2:
+        total += _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 2, CODE2, NUM_ROUTES)
+    if NUM_ROUTES > 3:
+        total += _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 3, CODE3, NUM_ROUTES)
+    mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
+    rows = (batch * channels + channel).to(tl.int64) * (height * width)
     tl.store(out_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :],
              total.to(out_ptr.dtype.element_ty), mask=mask)
 
 
-def packed_codes(codes):
-    """Route codes as one compile-time int, two bits per route."""
-    return sum(code << (2 * k) for k, code in enumerate(codes))
+def route_code_args(codes):
+    """The compile-time route arguments of the kernels: CODE0..CODE3 (unused ones 0) and NUM_ROUTES."""
+    if not 1 <= len(codes) <= 4:
+        raise ValueError(f'the route kernels take 1 to 4 routes, got {len(codes)}')
+    padded = list(codes) + [0] * (4 - len(codes))
+    return dict(CODE0=padded[0], CODE1=padded[1], CODE2=padded[2], CODE3=padded[3], NUM_ROUTES=len(codes))
 
 
 def _grid_and_blocks(batch, channels, height, width):
@@ -105,8 +129,7 @@ def cross_scan_triton(x, codes, empty):
     batch, channels, height, width = x.shape
     out = empty(batch, len(codes), channels, height * width, dtype=x.dtype, device=x.device)
     grid, blocks = _grid_and_blocks(batch, channels, height, width)
-    cross_scan_kernel[grid](x, out, channels, height, width, CODES=packed_codes(codes), NUM_ROUTES=len(codes),
-                            **blocks)
+    cross_scan_kernel[grid](x, out, channels, height, width, **route_code_args(codes), **blocks)
     return out
 
 
@@ -116,6 +139,5 @@ def cross_merge_triton(y, height, width, codes, empty):
     batch, _, channels, _ = y.shape
     out = empty(batch, channels, height, width, dtype=y.dtype, device=y.device)
     grid, blocks = _grid_and_blocks(batch, channels, height, width)
-    cross_merge_kernel[grid](y, out, channels, height, width, CODES=packed_codes(codes), NUM_ROUTES=len(codes),
-                             **blocks)
+    cross_merge_kernel[grid](y, out, channels, height, width, **route_code_args(codes), **blocks)
     return out
