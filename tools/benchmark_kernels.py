@@ -210,7 +210,7 @@ def bench_ss2d(table, batch, device):
             torch.cuda.empty_cache()
 
 
-def sweep_ss2d(batch, device, configs=((16, 32, 4), (16, 128, 4), (32, 64, 8))):
+def sweep_ss2d(batch, device, configs=((16, 64, 4), (8, 32, 4), (16, 32, 8))):
     """The fused SS2D launchers (bf16, stages 1 and 4) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]

@@ -7,6 +7,7 @@ from ..cross_scan.routes import codes_tensor
 from ..cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
 
 
 def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes):
@@ -36,8 +37,9 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 def block_sizes(channels, num_states, rank, block_l=None, block_d=None):
     """(BLOCK_D, BLOCK_N, BLOCK_R, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
     block_n = triton.next_power_of_2(num_states)
-    block_l = block_l or max(16, 64 // block_n)
-    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 1024 // (block_n * block_l)))
+    block_l = block_l or max(16, 32 // block_n)
+    # 512-element tiles: the backward then needs ~250 registers per thread (sm_90, 4 warps) and does not spill
+    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 512 // (block_n * block_l)))
     return block_d, block_n, triton.next_power_of_2(rank), block_l
 
 
@@ -108,7 +110,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ss2d_fwd_kernel[(batch, triton.cdiv(channels, block_d))](
         sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
         dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), y_parts, states,
-        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank,
+        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
         SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     return _merge_orders(y_parts, height, width, orders, empty), x_dbl, states
 
@@ -142,7 +144,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
         dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), states, grad_sources[0],
         grad_sources[-1], grad_parts, part_xdbl, part_alog, part_ds, part_dtb, part_dtw,
-        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank,
+        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=num_warps)
     grad_xdbl = part_xdbl.sum(2)  # (batch, K, R+2N, L), each route in its reading order
     grad_proj = torch.empty(x_proj_weight.shape, dtype=torch.float32, device=device)

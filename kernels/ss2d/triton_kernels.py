@@ -36,10 +36,10 @@ def _route_word(routes_ptr, k):
 
 @triton.jit
 def _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position, step_mask, length, num_states, d_mask, n,
-                n_mask, RANK: tl.constexpr):
+                n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr):
     """Load one chunk of route steps (``position`` in the route's reading order) and form its scan inputs in fp32.
 
-    delta = dt_projs_weight @ dt-slice + bias is an unrolled rank-1 update per dt rank (no tl.dot: R is small).
+    delta = dt_projs_weight @ dt-slice + bias is a rank-1 update per dt rank (no tl.dot: R is small).
     Returns u (BLOCK_D, BLOCK_L), B and C (BLOCK_N, BLOCK_L), delta before softplus, dt, decay and drive
     (BLOCK_D, BLOCK_N, BLOCK_L).
     """
@@ -49,10 +49,13 @@ def _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position, step_mask, le
     C = tl.load(xdbl_base + (RANK + num_states + n)[:, None] * length + position[None, :],
                 mask=bc_mask, other=0.0).to(tl.float32)
     delta = tl.zeros(u.shape, dtype=tl.float32) + bias[:, None]
-    for r in tl.static_range(RANK):
-        w_col = tl.load(dtw_row_ptr + r, mask=d_mask, other=0.0).to(tl.float32)
-        dt_row = tl.load(xdbl_base + r * length + position, mask=step_mask, other=0.0).to(tl.float32)
-        delta += w_col[:, None] * dt_row[None, :]
+    for rank_start in range(0, RANK, RANK_UNROLL):  # unrolled by RANK_UNROLL: loads in flight, bounded registers
+        for offset in tl.static_range(RANK_UNROLL):
+            rank_index = rank_start + offset
+            w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask & (rank_index < RANK), other=0.0)
+            dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask & (rank_index < RANK),
+                             other=0.0)
+            delta += w_col.to(tl.float32)[:, None] * dt_row.to(tl.float32)[None, :]
     dt = softplus(delta)
     decay = tl.exp(dt[:, None, :] * A[:, :, None])
     drive = (dt * u)[:, None, :] * B[None, :, :]
@@ -74,7 +77,8 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 @triton.jit
 def ss2d_fwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, length, num_routes, num_slots, num_states, num_chunks, RANK: tl.constexpr,
-                    SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    RANK_UNROLL: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_N: tl.constexpr,
                     BLOCK_L: tl.constexpr):
     """y (batch, slots, D, L): per reading order, the sum of its routes' outputs, accumulated in y's dtype."""
     batch, pid_d = tl.program_id(0), tl.program_id(1)
@@ -101,7 +105,7 @@ def ss2d_fwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             step_mask = step < length
             position = tl.where(reverse, length - 1 - step, step)
             u, _, C, _, _, decay, drive = _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position, step_mask,
-                                                      length, num_states, d_mask, n, n_mask, RANK)
+                                                      length, num_states, d_mask, n, n_mask, RANK, RANK_UNROLL)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h[:, :, None] + state_from_zero  # (BLOCK_D, BLOCK_N, BLOCK_L)
             h = pick(states, j[None, None, :], BLOCK_L - 1, 2)
@@ -116,7 +120,8 @@ def ss2d_fwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
 def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
                     dycm_ptr, dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
                     channels, length, num_routes, num_slots, num_states, num_chunks, RANK: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_L: tl.constexpr):
+                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
+                    BLOCK_L: tl.constexpr):
     """Reverse pass per route, chunks from the end; recomputes each chunk's states from the saved chunk state.
 
     Writes dx (batch, slots, D, L) fp32 per reading order (scan part only), per-channel-block partial gradients of
@@ -156,7 +161,8 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             step_mask = step < length
             position = tl.where(reverse, length - 1 - step, step)
             u, B, C, delta, dt, decay, drive = _route_tile(xdbl_base, x_rows, dtw_row_ptr, bias, A, position,
-                                                           step_mask, length, num_states, d_mask, n, n_mask, RANK)
+                                                           step_mask, length, num_states, d_mask, n, n_mask, RANK,
+                                                           RANK_UNROLL)
             mask = d_mask[:, None] & step_mask[None, :]
             dy = tl.load(dy_rows + position[None, :], mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
@@ -177,13 +183,16 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             grad_u = dt * grad_h_B + skip[:, None] * dy
             grad_u += tl.load(dx_rows + position[None, :], mask=mask & accumulate, other=0.0)
             tl.store(dx_rows + position[None, :], grad_u, mask=mask)
-            for rank_index in tl.static_range(RANK):  # the dt up-projection's gradients, one rank at a time
-                w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask, other=0.0).to(tl.float32)
-                dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask, other=0.0)
-                grad_w_col = tl.sum(grad_delta * dt_row.to(tl.float32)[None, :], axis=1)
-                grad_w = tl.where(r[None, :] == rank_index, grad_w + grad_w_col[:, None], grad_w)
-                tl.store(part_base + rank_index * length + position, tl.sum(grad_delta * w_col[:, None], axis=0),
-                         mask=step_mask)
+            for rank_start in range(0, RANK, RANK_UNROLL):  # gradients of the dt up-projection, rank by rank
+                for offset in tl.static_range(RANK_UNROLL):
+                    rank_index = rank_start + offset
+                    rank_ok = rank_index < RANK
+                    w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask & rank_ok, other=0.0).to(tl.float32)
+                    dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask & rank_ok, other=0.0)
+                    grad_w_col = tl.sum(grad_delta * dt_row.to(tl.float32)[None, :], axis=1)
+                    grad_w = tl.where(r[None, :] == rank_index, grad_w + grad_w_col[:, None], grad_w)
+                    tl.store(part_base + rank_index * length + position,
+                             tl.sum(grad_delta * w_col[:, None], axis=0), mask=step_mask & rank_ok)
             grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=0)  # (BLOCK_N, BLOCK_L)
             grad_C = tl.sum(states * dy[:, None, :], axis=0)
             bc_mask = n_mask[:, None] & step_mask[None, :]
