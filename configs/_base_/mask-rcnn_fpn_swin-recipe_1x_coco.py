@@ -19,4 +19,4 @@ param_scheduler = [
 ]
 optim_wrapper = dict(
     optimizer=dict(_delete_=True, type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(norm_decay_mult=0.0))
+    paramwise_cfg=dict(custom_keys={'norm': dict(decay_mult=0.0)}))  # any parameter named *norm*
