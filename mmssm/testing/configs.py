@@ -27,9 +27,7 @@ def inner_datasets(dataset):
 
 def _shrink(value, factor):
     """Divide every int in an int / tuple / list-of-tuples size by ``factor`` (at least MIN_SIZE); keep floats."""
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
+    if isinstance(value, int) and not isinstance(value, bool):
         return max(MIN_SIZE, round(value / factor))
     if isinstance(value, (list, tuple)):
         return type(value)(_shrink(item, factor) for item in value)
