@@ -36,8 +36,20 @@ TINY_BACKBONES = {
 # distillation teacher (model.teacher) of the tiny runs; num_classes is the student's
 TINY_TEACHER = dict(type='ImageClassifier', backbone=dict(type='ResNet', depth=18, base_channels=8, stem_channels=8),
                     neck=dict(type='GlobalAveragePooling'), head=dict(type='LinearClsHead', in_channels=64))
-# default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 167x100, 512 crops -> 64)
-SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 8, 'mmseg': 8}
+# model type -> narrow necks / heads, fewer proposals; an untrained detector keeps all its (low) scores so that
+# COCO mAP is computed on real detections
+TINY_HEADS = {
+    'MaskRCNN': dict(
+        neck=dict(out_channels=16),
+        rpn_head=dict(in_channels=16, feat_channels=16),
+        roi_head=dict(bbox_roi_extractor=dict(out_channels=16), bbox_head=dict(in_channels=16, fc_out_channels=32),
+                      mask_roi_extractor=dict(out_channels=16), mask_head=dict(in_channels=16, conv_out_channels=16)),
+        train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100), rcnn=dict(sampler=dict(num=64))),
+        test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0))),
+    'EncoderDecoder': dict(decode_head=dict(channels=16), auxiliary_head=dict(channels=16)),
+}
+# default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 83x50, 512 crops -> 64)
+SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 16, 'mmseg': 8}
 # in-memory datasets: fewer samples
 TINY_IN_MEMORY = {'mmssm.DemoShapes': dict(num_samples=4)}
 # evaluator type -> metric names it must report
@@ -79,6 +91,7 @@ def _shrink(cfg, data_dir, work_dir):
         cfg.model.teacher = dict(model=dict(TINY_TEACHER, head=dict(TINY_TEACHER['head'],
                                                                     num_classes=cfg.model.head.num_classes)))
     set_model_channels(cfg.model, channels)
+    cfg.merge_from_dict(dict(model=TINY_HEADS.get(cfg.model.type, {})))
     redirect_to_tiny_data(cfg, data_dir, TINY_IN_MEMORY)
     make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope])
 

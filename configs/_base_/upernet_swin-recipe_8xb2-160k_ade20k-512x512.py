@@ -13,6 +13,7 @@ default_scope = 'mmseg'
 crop_size = (512, 512)
 model = dict(
     data_preprocessor=dict(size=crop_size),
+    pretrained=None,  # the backbone's init_cfg loads pretrained weights
     backbone=dict(_delete_=True),  # given by the family config, e.g. type='mmssm.VMamba'
     decode_head=dict(num_classes=150),
     auxiliary_head=dict(num_classes=150))

@@ -92,7 +92,7 @@ def set_model_channels(model, channels):
     elif model.get('neck') and 'in_channels' in model.neck:
         model.neck.in_channels = list(channels)
     elif 'head' in model:
-        model.head.in_channels = channels[-1]
+        model.head.in_channels = channels[model.backbone.get('out_indices', (-1, ))[-1]]
     else:
         raise KeyError(f'do not know where the backbone of a {model.type} feeds: add it to set_model_channels')
 

@@ -24,9 +24,19 @@ from mmssm.datasets.shapes import SHAPE_KINDS, render_scene, scene_rng
 # The first ImageNet-1k synsets, in the class-index order of the official devkit (tench, goldfish, great white
 # shark, tiger shark): one per shape kind.
 IMAGENET_WNIDS = ('n01440764', 'n01443537', 'n01484850', 'n01491361')
-# Real COCO category ids and names (person, bicycle, car, motorcycle): one per shape kind.
-COCO_CATEGORIES = ({'id': 1, 'name': 'person'}, {'id': 2, 'name': 'bicycle'}, {'id': 3, 'name': 'car'},
-                   {'id': 4, 'name': 'motorcycle'})
+# The 80 COCO categories with their real (non-contiguous) ids, as in instances_*2017.json; shapes use the first four
+# (person, bicycle, car, motorcycle), one per shape kind.
+COCO_NAMES = (
+    'person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,stop sign,'
+    'parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,backpack,umbrella,'
+    'handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove,skateboard,'
+    'surfboard,tennis racket,bottle,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,'
+    'broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,dining table,toilet,tv,laptop,'
+    'mouse,remote,keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,book,clock,vase,scissors,'
+    'teddy bear,hair drier,toothbrush').split(',')
+COCO_IDS = (*range(1, 12), *range(13, 26), 27, 28, *range(31, 45), *range(46, 66), 67, 70, *range(72, 83),
+            *range(84, 91))
+COCO_CATEGORIES = tuple({'id': i, 'name': n} for i, n in zip(COCO_IDS, COCO_NAMES))
 # ADE20K label values (0 = "other", ignored with reduce_zero_label; 1 = wall): the background is wall and shape
 # kind k is label k + 2 (building, sky, floor, tree).
 ADE20K_BACKGROUND = 1
@@ -88,7 +98,7 @@ def make_coco(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
                     segmentation=[[round(float(v), 2) for v in shape.polygon.reshape(-1)]],  # (V, 2) -> [x0, y0, ...]
                     area=shape.area, bbox=[round(v, 2) for v in shape.bbox_xywh], iscrowd=0))
         content = dict(info=dict(description=f'mmssm tiny COCO {split}'), licenses=[], images=images,
-                       annotations=annotations, categories=[dict(c, supercategory='shape') for c in COCO_CATEGORIES])
+                       annotations=annotations, categories=[dict(c, supercategory='object') for c in COCO_CATEGORIES])
         path = root / 'annotations' / f'instances_{split}2017.json'
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(content))
