@@ -19,7 +19,7 @@ from torch import nn
 
 from mmssm.models.layers.bimamba import MambaMixer
 from mmssm.models.layers.rms_norm import RMSNorm, at_least_float32
-from mmssm.models.utils import load_pretrained
+from mmssm.models.utils import FrozenStagesMixin, load_pretrained
 from mmssm.registry import MODELS
 
 
@@ -129,7 +129,7 @@ def resize_pos_embed(pos_embed, src_grid, dst_grid, with_cls):
 
 
 @MODELS.register_module()
-class Vim(BaseModule):
+class Vim(FrozenStagesMixin, BaseModule):
     """Vision Mamba backbone.
 
     Args:
@@ -347,18 +347,10 @@ class Vim(BaseModule):
         frozen = [self.patch_embed, *self.layers[:self.frozen_stages]]
         if self.frozen_stages >= self.num_layers and self.out_type == 'cls_token':
             frozen.append(self.norm_f)
-        for module in frozen:
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad = False
+        self.freeze(frozen)
         for param in (self.pos_embed, self.cls_token):
             if param is not None:
                 param.requires_grad = False
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
 
     def get_layer_depth(self, param_name: str, prefix: str = ''):
         """(layer depth, number of depths) of a parameter, for layer-wise lr decay: embeddings 0, block i -> i + 1,

@@ -9,13 +9,13 @@ import re
 import torch.nn as nn
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
-from mmengine.model.weight_init import trunc_normal_
 
 from mmssm.registry import MODELS
 
 from ..layers.embed import DOWNSAMPLES, PATCH_EMBEDS
 from ..layers.norm import LayerNorm2d
 from ..layers.vss_block import VSSBlock
+from ..utils.backbone import FrozenStagesMixin, init_linear_and_layernorm
 from ..utils.checkpoint import load_pretrained, strip_prefix
 
 # the released v2 models (forward_type v05_noz, channel-first LN2d) and Vanilla v0 (forward_type v0)
@@ -36,7 +36,7 @@ class VSSStage(nn.Module):
 
 
 @MODELS.register_module()
-class VMamba(BaseModule):
+class VMamba(FrozenStagesMixin, BaseModule):
     """VMamba backbone.
 
     Args:
@@ -132,14 +132,7 @@ class VMamba(BaseModule):
             frozen.append(self.stages[i])
             if i in self.out_indices:
                 frozen.append(getattr(self, f'norm{i}'))
-        for module in frozen:
-            module.eval()
-            module.requires_grad_(False)
-
-    def train(self, mode=True):
-        super().train(mode)
-        self._freeze_stages()
-        return self
+        self.freeze(frozen)
 
     def get_layer_depth(self, param_name, prefix=''):
         """(layer id, number of layers) of a parameter for layer-wise lr decay.
@@ -170,14 +163,7 @@ class VMamba(BaseModule):
             if left_at_init:
                 print_log(f'VMamba: output norms not in the checkpoint, left at init: {left_at_init}', 'current')
         else:
-            for module in self.modules():
-                if isinstance(module, nn.Linear):
-                    trunc_normal_(module.weight, std=0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.LayerNorm):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
+            self.apply(init_linear_and_layernorm)
         self._is_init = True
 
 

@@ -1,0 +1,41 @@
+"""Pieces of the OpenMMLab backbone contract that every family shares."""
+import torch.nn as nn
+from mmengine.model.weight_init import trunc_normal_
+
+
+def parse_out_indices(out_indices, num_stages, name):
+    """An int or sequence of stage indices (negative allowed) -> sorted tuple of indices in [0, num_stages)."""
+    indices = (out_indices, ) if isinstance(out_indices, int) else tuple(out_indices)
+    if not indices or any(not -num_stages <= i < num_stages for i in indices):
+        raise ValueError(f'{name}: out_indices must lie in [-{num_stages}, {num_stages}), got {out_indices}')
+    return tuple(sorted({i % num_stages for i in indices}))
+
+
+def init_linear_and_layernorm(module):
+    """The official vision-Mamba init, for ``model.apply``: trunc-normal(0.02) Linear weights with zero bias, unit
+    LayerNorms."""
+    if isinstance(module, nn.Linear):
+        trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+class FrozenStagesMixin:
+    """``train()`` re-applies ``_freeze_stages()`` (so frozen stages stay in eval mode with no gradients)."""
+
+    def _freeze_stages(self):
+        raise NotImplementedError
+
+    @staticmethod
+    def freeze(modules):
+        for module in modules:
+            module.eval()
+            module.requires_grad_(False)
+
+    def train(self, mode=True):
+        super().train(mode)
+        self._freeze_stages()
+        return self
