@@ -38,7 +38,7 @@ class ToyDetector(nn.Module):
 
 def build(model, **paramwise_cfg):
     constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(
-        type='LayerDecayOptimWrapperConstructor',
+        type='mmssm.LayerDecayOptimWrapperConstructor',  # resolves whatever the default scope is
         optim_wrapper_cfg=dict(type='OptimWrapper', optimizer=dict(type='AdamW', lr=1.0, weight_decay=0.05)),
         paramwise_cfg=paramwise_cfg))
     assert isinstance(constructor, LayerDecayOptimWrapperConstructor)

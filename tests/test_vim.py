@@ -376,3 +376,13 @@ def test_layer_decay_constructor_on_a_vim_segmentor():
     assert groups['backbone.layers.1.mixer.in_proj.weight']['weight_decay'] == 0.05
     assert groups['backbone.layers.1.mixer.scans.1.D']['weight_decay'] == 0
     assert groups['decode_head.weight']['lr'] == pytest.approx(1e-4)
+
+
+def test_rope_model_supports_module_apply():
+    """Initialisers walk the model with nn.Module.apply (mmengine, mmdet): the RoPE module must not shadow it."""
+    model = Vim(arch=TINY, img_size=32, patch_size=8, out_type='featmap', out_indices=(1, 3), pyramid_scales=(2, 1),
+                with_cls_token=False, use_rope=True)
+    visited = []
+    model.apply(visited.append)
+    assert model.rope in visited
+    assert all(out.isfinite().all() for out in model(torch.randn(1, 3, 32, 32)))

@@ -80,7 +80,7 @@ class VisionRoPE(nn.Module):
         return angles.cos(), angles.sin()
 
     @staticmethod
-    def apply(tokens, cos, sin):
+    def rotate(tokens, cos, sin):
         """tokens: (batch, L, C); pairs (x0, x1) -> (x0 cos - x1 sin, x1 cos + x0 sin)."""
         pairs = tokens.unflatten(-1, (-1, 2))  # (batch, L, C / 2, 2)
         rotated_half = torch.stack([-pairs[..., 1], pairs[..., 0]], dim=-1).flatten(-2)  # (batch, L, C)
@@ -320,9 +320,9 @@ class Vim(FrozenStagesMixin, BaseModule):
         streams = {}
         for i, block in enumerate(self.layers):
             if rotation is not None:
-                hidden = self.rope.apply(hidden, *rotation)
+                hidden = self.rope.rotate(hidden, *rotation)
                 if self.rope_residual and residual is not None:
-                    residual = self.rope.apply(residual, *rotation)
+                    residual = self.rope.rotate(residual, *rotation)
             if self.with_cp and hidden.requires_grad:
                 hidden, residual = cp.checkpoint(block, hidden, residual, use_reentrant=False)
             else:
