@@ -1,10 +1,10 @@
 """Throughput of mmpretrain classifiers built from mmssm configs, beside timm baselines in the same run.
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--timm swin_tiny_patch4_window7_224 ...] [--batch-size 128]
-        [--img-size 224] [--amp] [--profile]
+        [--img-size 224] [--amp] [--profile] [--inference-only]
 
 For each model: inference img/s (forward, no grad), training img/s (forward + backward + AdamW step) and the peak
-memory of each. With --amp both run under fp16 autocast (training with a GradScaler). --profile adds, for the first
+memory of each (--inference-only skips training, e.g. for large inputs). With --amp both run under fp16 autocast (training with a GradScaler). --profile adds, for the first
 config, the share of the training step spent in the scan kernels and in the layers around them.
 """
 import argparse
@@ -30,6 +30,7 @@ def parse_args(argv=None):
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--profile', action='store_true', help='profile one training step of the first config')
+    parser.add_argument('--inference-only', action='store_true', help='no training step')
     return parser.parse_args(argv)
 
 
@@ -61,9 +62,10 @@ def build_from_config(path):
     return LogitsOnly(model), cfg.model.head.num_classes
 
 
-def build_timm(name):
+def build_timm(name, img_size):
     import timm
-    return LogitsOnly(timm.create_model(name)), 1000
+    size_arg = {} if img_size == 224 else dict(img_size=img_size)  # ViTs interpolate their position embedding
+    return LogitsOnly(timm.create_model(name, **size_arg)), 1000
 
 
 def sync(device):
@@ -103,6 +105,10 @@ def benchmark(model, num_classes, args):
             model(images)
 
     infer_s, infer_mem = measure(infer, device, args.warmup, args.iters)
+    result = dict(infer=args.batch_size / infer_s, infer_mem=infer_mem, train=float('nan'), train_mem=float('nan'),
+                  step=None)
+    if args.inference_only:
+        return result
 
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -117,8 +123,8 @@ def benchmark(model, num_classes, args):
         scaler.update()
 
     train_s, train_mem = measure(train_step, device, args.warmup, args.iters)
-    return dict(infer=args.batch_size / infer_s, infer_mem=infer_mem, train=args.batch_size / train_s,
-                train_mem=train_mem, step=train_step)
+    result.update(train=args.batch_size / train_s, train_mem=train_mem, step=train_step)
+    return result
 
 
 def profile_step(step, device):
@@ -142,7 +148,7 @@ def main(argv=None):
     args = parse_args(argv)
     torch.backends.cudnn.benchmark = True
     models = [(os.path.basename(c), lambda c=c: build_from_config(c)) for c in args.configs]
-    models += [(f'timm {n}', lambda n=n: build_timm(n)) for n in args.timm]
+    models += [(f'timm {n}', lambda n=n: build_timm(n, args.img_size)) for n in args.timm]
     print(f'device {torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}, torch '
           f'{torch.__version__}, batch {args.batch_size}, {args.img_size}x{args.img_size}, amp={args.amp}')
     print('| model | inference img/s | peak GiB | training img/s | peak GiB |\n|---|---|---|---|---|')

@@ -145,10 +145,11 @@ def candidate_tiles(num_states, tune):
     """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
     if not tune:
         return [default_tiles(num_states)]
+    # backward tiles of at most 8 elements per thread: larger ones spill registers (ptxas -v, sm_90)
     if num_states == 1:
-        chunks, fwd, bwd = (128, 256, 512), ((2048, 4), (4096, 4), (4096, 8)), ((1024, 4), (2048, 4), (2048, 8))
+        chunks, fwd, bwd = (64, 128, 256), ((1024, 4), (2048, 4), (2048, 8)), ((512, 4), (1024, 8), (2048, 8))
     else:
-        chunks, fwd, bwd = (32, 64, 256), ((1024, 4), (2048, 4), (2048, 8)), ((512, 4), (1024, 4), (2048, 8))
+        chunks, fwd, bwd = (16, 32, 64), ((512, 4), (1024, 4), (2048, 8)), ((256, 4), (512, 4), (1024, 8))
     # pair the i-th forward with the i-th backward setting: each kernel is timed on its own, so the sweep covers both
     return [ScanTiles(chunk, chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
 
