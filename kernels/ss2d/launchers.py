@@ -34,13 +34,13 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return batch, channels, height, width, rank, num_states
 
 
-def block_sizes(channels, num_states, rank, block_l=None, block_d=None):
-    """(BLOCK_D, BLOCK_N, BLOCK_R, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
+def block_sizes(channels, num_states, block_l=None, block_d=None):
+    """(BLOCK_D, BLOCK_N, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
     block_n = triton.next_power_of_2(num_states)
     block_l = block_l or max(16, 32 // block_n)
     # 512-element tiles: the backward then needs ~250 registers per thread (sm_90, 4 warps) and does not spill
     block_d = block_d or min(triton.next_power_of_2(channels), max(1, 512 // (block_n * block_l)))
-    return block_d, block_n, triton.next_power_of_2(rank), block_l
+    return block_d, block_n, block_l
 
 
 def route_plan(codes):
@@ -94,7 +94,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
-    block_d, block_n, _, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
+    block_d, block_n, block_l = block_sizes(channels, num_states, block_l, block_d)
     num_chunks = triton.cdiv(length, block_l)
     orders, words = route_plan(codes)
     sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
@@ -126,27 +126,31 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
-    block_d, block_n, block_r, block_l = block_sizes(channels, num_states, rank, block_l, block_d)
+    block_d, block_n, block_l = block_sizes(channels, num_states, block_l, block_d)
     num_chunks, num_blocks = triton.cdiv(length, block_l), triton.cdiv(channels, block_d)
-    xdbl_rows = rank + 2 * num_states
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
     orders, words = route_plan(codes)
     sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
     grad_sources = reading_orders(grad_y, orders, empty)
     grad_parts = empty(batch, len(orders), channels, length, dtype=torch.float32, device=device)
-    part_xdbl = empty(batch, num_routes, num_blocks, xdbl_rows, length, dtype=torch.float32, device=device)
+    # d loss / d (delta before softplus), each route in its reading order; half inputs keep it in half like autocast
+    grad_delta = empty(batch, num_routes, channels, length, dtype=x.dtype, device=device)
+    part_bc = empty(batch, num_routes, num_blocks, 2 * num_states, length, dtype=torch.float32, device=device)
     part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
-    part_dtw = empty(batch, num_routes * channels, rank, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(batch, num_blocks)](
         sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
         dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), states, grad_sources[0],
-        grad_sources[-1], grad_parts, part_xdbl, part_alog, part_ds, part_dtb, part_dtw,
+        grad_sources[-1], grad_parts, grad_delta, part_bc, part_alog, part_ds, part_dtb,
         channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_R=block_r, BLOCK_L=block_l, num_warps=num_warps)
-    grad_xdbl = part_xdbl.sum(2)  # (batch, K, R+2N, L), each route in its reading order
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+    # the dt up-projection delta = dt_projs_weight @ x_dbl[:, :, :R] + bias, differentiated with matmuls
+    dt_weight = dt_projs_weight.to(grad_delta.dtype)  # (K, D, R)
+    grad_low = torch.matmul(dt_weight.transpose(1, 2), grad_delta)  # (batch, K, R, L)
+    grad_dtw = torch.matmul(grad_delta, x_dbl[:, :, :rank].transpose(2, 3)).float().sum(0)  # (K, D, R)
+    grad_xdbl = torch.cat([grad_low.float(), part_bc.sum(2)], dim=2)  # (batch, K, R+2N, L), reading orders
     grad_proj = torch.empty(x_proj_weight.shape, dtype=torch.float32, device=device)
     for slot, (order, source) in enumerate(zip(orders, sources)):
         index = routes_of(codes, order, device)
@@ -154,10 +158,10 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         weight = x_proj_weight.index_select(0, index).flatten(0, 1).float()  # (routes*(R+2N), D)
         grad_parts[:, slot].baddbmm_(weight.t().expand(batch, -1, -1), grad_rows)  # (batch, D, L)
         grad_weight = torch.bmm(grad_rows.to(x.dtype), source.transpose(1, 2)).float().sum(0)  # (routes*(R+2N), D)
-        grad_proj.index_copy_(0, index, grad_weight.view(len(index), xdbl_rows, channels))
+        grad_proj.index_copy_(0, index, grad_weight.view(len(index), rank + 2 * num_states, channels))
     return (_merge_orders(grad_parts, height, width, orders, empty).to(x.dtype),
             grad_proj.to(x_proj_weight.dtype),
-            part_dtw.sum(0).view_as(dt_projs_weight).to(dt_projs_weight.dtype),
+            grad_dtw.to(dt_projs_weight.dtype),
             part_dtb.sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
             part_alog.sum(0).to(A_logs.dtype),
             part_ds.sum(0).to(Ds.dtype))

@@ -118,23 +118,24 @@ def ss2d_fwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
 
 @triton.jit
 def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr,
-                    dycm_ptr, dx_ptr, part_xdbl_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr, part_dtw_ptr,
+                    dycm_ptr, dx_ptr, grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, length, num_routes, num_slots, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_R: tl.constexpr,
-                    BLOCK_L: tl.constexpr):
+                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass per route, chunks from the end; recomputes each chunk's states from the saved chunk state.
 
-    Writes dx (batch, slots, D, L) fp32 per reading order (scan part only), per-channel-block partial gradients of
-    x_dbl (batch, K, blocks, R + 2N, L), and per-batch partials of A_logs, Ds, dt_projs_bias, dt_projs_weight.
+    Writes dx (batch, slots, D, L) fp32 per reading order (scan part only), the gradient of delta before softplus
+    (batch, K, D, L) in each route's reading order (the launcher turns it into the dt up-projection's gradients with
+    matmuls), per-channel-block partial gradients of B and C (batch, K, blocks, 2N, L), and per-batch partials of
+    A_logs, Ds and dt_projs_bias.
     """
     batch, pid_d = tl.program_id(0), tl.program_id(1)
     num_blocks = tl.num_programs(1)
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    n, r, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_R), tl.arange(0, BLOCK_L)
+    n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
     dn_mask = d_mask[:, None] & n_mask[None, :]
+    bc_mask_rows = n_mask[:, None]
     map_rows = (batch * channels + d[:, None]).to(tl.int64) * length
-    xdbl_rows = RANK + 2 * num_states
     for k in range(num_routes):
         column_major, reverse, accumulate, slot = _route_word(routes_ptr, k)
         if column_major:  # the route reads the transposed copies
@@ -144,16 +145,16 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             x_rows = x_ptr + map_rows
             dy_rows = dy_ptr + map_rows
         dx_rows = dx_ptr + ((batch * num_slots + slot) * channels + d[:, None]).to(tl.int64) * length
+        grad_delta_rows = grad_delta_ptr + ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * length
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
-        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * xdbl_rows * length
-        part_base = part_xdbl_ptr + ((batch * num_routes + k) * num_blocks + pid_d).to(tl.int64) * xdbl_rows * length
+        xdbl_base = xdbl_ptr + (batch * num_routes + k).to(tl.int64) * (RANK + 2 * num_states) * length
+        part_base = part_bc_ptr + ((batch * num_routes + k) * num_blocks + pid_d).to(tl.int64) * 2 * num_states * length
         state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
         carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
         grad_a = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
         grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-        grad_w = tl.zeros((BLOCK_D, BLOCK_R), dtype=tl.float32)
         for chunk_from_end in range(num_chunks):
             chunk = num_chunks - 1 - chunk_from_end
             h0 = tl.load(states_ptr + state_row * num_chunks + chunk, mask=dn_mask, other=0.0)
@@ -183,24 +184,14 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             grad_u = dt * grad_h_B + skip[:, None] * dy
             grad_u += tl.load(dx_rows + position[None, :], mask=mask & accumulate, other=0.0)
             tl.store(dx_rows + position[None, :], grad_u, mask=mask)
-            for rank_start in range(0, RANK, RANK_UNROLL):  # gradients of the dt up-projection, rank by rank
-                for offset in tl.static_range(RANK_UNROLL):
-                    rank_index = rank_start + offset
-                    rank_ok = rank_index < RANK
-                    w_col = tl.load(dtw_row_ptr + rank_index, mask=d_mask & rank_ok, other=0.0).to(tl.float32)
-                    dt_row = tl.load(xdbl_base + rank_index * length + position, mask=step_mask & rank_ok, other=0.0)
-                    grad_w_col = tl.sum(grad_delta * dt_row.to(tl.float32)[None, :], axis=1)
-                    grad_w = tl.where(r[None, :] == rank_index, grad_w + grad_w_col[:, None], grad_w)
-                    tl.store(part_base + rank_index * length + position,
-                             tl.sum(grad_delta * w_col[:, None], axis=0), mask=step_mask & rank_ok)
+            tl.store(grad_delta_rows + position[None, :], grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
             grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=0)  # (BLOCK_N, BLOCK_L)
             grad_C = tl.sum(states * dy[:, None, :], axis=0)
-            bc_mask = n_mask[:, None] & step_mask[None, :]
-            tl.store(part_base + (RANK + n)[:, None] * length + position[None, :], grad_B, mask=bc_mask)
-            tl.store(part_base + (RANK + num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
+            bc_mask = bc_mask_rows & step_mask[None, :]
+            tl.store(part_base + n[:, None] * length + position[None, :], grad_B, mask=bc_mask)
+            tl.store(part_base + (num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
         row = (batch * num_routes + k) * channels + d
         tl.store(part_alog_ptr + row[:, None] * num_states + n[None, :], grad_a * A, mask=dn_mask)
         tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
         tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
-        tl.store(part_dtw_ptr + row[:, None] * RANK + r[None, :], grad_w, mask=d_mask[:, None] & (r[None, :] < RANK))
         tl.debug_barrier()  # a later route reads back dx written by other threads of this program
