@@ -8,6 +8,7 @@ memory of each (--inference-only skips training, e.g. for large inputs). With --
 config, the share of the training step spent in the scan kernels and in the layers around them.
 """
 import argparse
+import logging
 import os
 import sys
 import time
@@ -58,6 +59,8 @@ def build_from_config(path):
     cfg = Config.fromfile(path)
     with DefaultScope.overwrite_default_scope('mmpretrain'):
         model = MODELS.build(cfg.model)
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.WARNING)  # no per-parameter init report
     model.init_weights()
     return LogitsOnly(model), cfg.model.head.num_classes
 

@@ -145,11 +145,11 @@ def candidate_tiles(num_states, tune):
     """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
     if not tune:
         return [default_tiles(num_states)]
-    # backward tiles of at most 8 elements per thread: larger ones spill registers (ptxas -v, sm_90)
+    # around the defaults: single-warp and two-warp programs, whose reductions and scans need no barriers
     if num_states == 1:
-        chunks, fwd, bwd = (64, 128, 256), ((1024, 4), (2048, 4), (2048, 8)), ((512, 4), (1024, 8), (2048, 8))
+        chunks, fwd, bwd = (64, 128, 256), ((1024, 4), (512, 2), (256, 1)), ((256, 1), (128, 1), (512, 2))
     else:
-        chunks, fwd, bwd = (16, 32, 64), ((512, 4), (1024, 4), (2048, 8)), ((256, 4), (512, 4), (1024, 8))
+        chunks, fwd, bwd = (16, 32), ((512, 4), (256, 2), (128, 1)), ((128, 2), (64, 1), (128, 1))
     # pair the i-th forward with the i-th backward setting: each kernel is timed on its own, so the sweep covers both
     return [ScanTiles(chunk, chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
 

@@ -21,6 +21,17 @@ def scan_chunk(decay, drive, axis: tl.constexpr, reverse: tl.constexpr = False):
 
 
 @triton.jit
+def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_second, acc_second):
+    """Compose reverse-recurrence segments g_t = c_t + a_{t+1} * g_{t+1}, scanned from the end (reverse=True).
+
+    A segment is (product of its decays but the one of its earliest step, decay of its earliest step, accumulated
+    c); ``first`` is the later segment, ``second`` the earlier one it is prepended to.
+    """
+    bridge = excl_second * decay_first
+    return excl_first * decay_first * excl_second, decay_second, acc_second + bridge * acc_first
+
+
+@triton.jit
 def softplus(x):
     """log(1 + exp(x)) in fp32, linear above 20 like torch.nn.functional.softplus."""
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))
@@ -36,10 +47,3 @@ def sigmoid(x):
 def pick(values, index, position, axis: tl.constexpr):
     """The slice of ``values`` where ``index == position`` along ``axis`` (that axis reduced away)."""
     return tl.sum(tl.where(index == position, values, 0.0), axis=axis)
-
-
-@triton.jit
-def shift_next(values, index, size: tl.constexpr, axis: tl.constexpr, fill):
-    """values[..., t + 1, ...] along ``axis`` (of length ``size``; ``index`` its positions), ``fill`` at the end."""
-    following = tl.minimum(index + 1, size - 1) + tl.zeros(values.shape, dtype=tl.int32)
-    return tl.where(index == size - 1, fill, tl.gather(values, following, axis))

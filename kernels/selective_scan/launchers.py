@@ -21,12 +21,12 @@ class ScanTiles:
     bwd_warps: int
 
 
-# chosen from `tools/check_kernels_device.py --tune` on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16)
-# shapes, batch 128, bf16: N = 1 chunks of 128 steps (L <= 256 in one chunk), N = 16 chunks of 32 steps
-TILES = {'one_state': ScanTiles(chunk=128, whole_sequence=256, fwd_tile=2048, fwd_warps=4, bwd_tile=2048,
-                                bwd_warps=4),
-         'many_states': ScanTiles(chunk=32, whole_sequence=32, fwd_tile=1024, fwd_warps=4, bwd_tile=512,
-                                  bwd_warps=4)}
+# chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
+# (docs/benchmarks.md): single-warp backward programs avoid the barriers of cross-warp reductions and scans
+TILES = {'one_state': ScanTiles(chunk=128, whole_sequence=128, fwd_tile=1024, fwd_warps=4, bwd_tile=256,
+                                bwd_warps=1),
+         'many_states': ScanTiles(chunk=16, whole_sequence=16, fwd_tile=512, fwd_warps=4, bwd_tile=128,
+                                  bwd_warps=2)}
 
 
 def default_tiles(num_states):

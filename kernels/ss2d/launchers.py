@@ -8,6 +8,7 @@ from ..cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
+NUM_WARPS = 1
 
 
 def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes):
@@ -38,8 +39,8 @@ def block_sizes(channels, num_states, block_l=None, block_d=None):
     """(BLOCK_D, BLOCK_N, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
     block_n = triton.next_power_of_2(num_states)
     block_l = block_l or max(16, 32 // block_n)
-    # 512-element tiles: the backward then needs ~250 registers per thread (sm_90, 4 warps) and does not spill
-    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 512 // (block_n * block_l)))
+    # 128-element tiles for single-warp programs (NUM_WARPS): measured fastest on an H100 (docs/benchmarks.md)
+    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 128 // (block_n * block_l)))
     return block_d, block_n, block_l
 
 
@@ -82,7 +83,7 @@ def _check_triton_device(x):
 
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=4):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=NUM_WARPS):
     """Forward launcher: returns (y (batch, D, H, W), x_dbl (batch, K, R+2N, L), states or an empty tensor).
 
     ``codes``: the K route codes (list of ints). x_dbl holds each route's projections in its reading order.
@@ -116,7 +117,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=4):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=NUM_WARPS):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds).
 
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.

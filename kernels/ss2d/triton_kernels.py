@@ -13,18 +13,7 @@ of the same reading order has written the partial sum already), bits 3+ the part
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import pick, scan_chunk, sigmoid, softplus
-
-
-@triton.jit
-def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_second, acc_second):
-    """Compose reverse-recurrence segments g_t = c_t + a_{t+1} * g_{t+1}, scanned from the end (reverse=True).
-
-    A segment is (product of its decays but the one of its earliest step, decay of its earliest step, accumulated
-    c); ``first`` is the later segment, ``second`` the earlier one it is prepended to.
-    """
-    bridge = excl_second * decay_first
-    return excl_first * decay_first * excl_second, decay_second, acc_second + bridge * acc_first
+from ..common.triton_scan import combine_next_decay, pick, scan_chunk, sigmoid, softplus
 
 
 @triton.jit
