@@ -23,10 +23,10 @@ class ScanTiles:
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
 # (docs/benchmarks.md): single-warp backward programs avoid the barriers of cross-warp reductions and scans
-TILES = {'one_state': ScanTiles(chunk=128, whole_sequence=128, fwd_tile=1024, fwd_warps=4, bwd_tile=256,
+TILES = {'one_state': ScanTiles(chunk=64, whole_sequence=64, fwd_tile=1024, fwd_warps=4, bwd_tile=256,
                                 bwd_warps=1),
          'many_states': ScanTiles(chunk=16, whole_sequence=16, fwd_tile=512, fwd_warps=4, bwd_tile=128,
-                                  bwd_warps=2)}
+                                  bwd_warps=1)}
 
 
 def default_tiles(num_states):

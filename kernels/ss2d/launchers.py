@@ -8,7 +8,6 @@ from ..cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-NUM_WARPS = 1
 
 
 def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes):
@@ -35,13 +34,19 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return batch, channels, height, width, rank, num_states
 
 
-def block_sizes(channels, num_states, block_l=None, block_d=None):
-    """(BLOCK_D, BLOCK_N, BLOCK_L): a scan tile of BLOCK_D channels x BLOCK_N states x BLOCK_L steps."""
+def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_warps=None):
+    """(BLOCK_D, BLOCK_N, BLOCK_L, warps): programs scan BLOCK_D channels x BLOCK_N states in chunks of BLOCK_L steps.
+
+    Chosen from H100 sweeps (docs/benchmarks.md): long maps (VMamba-T stages 1-2) run single-warp programs of
+    128-element tiles, whose reductions and scans need no barriers; short ones (stages 3-4) 4-warp, 512 elements.
+    """
     block_n = triton.next_power_of_2(num_states)
-    block_l = block_l or max(16, 32 // block_n)
-    # 128-element tiles for single-warp programs (NUM_WARPS): measured fastest on an H100 (docs/benchmarks.md)
-    block_d = block_d or min(triton.next_power_of_2(channels), max(1, 128 // (block_n * block_l)))
-    return block_d, block_n, block_l
+    long_map = length >= 512
+    num_warps = num_warps or (1 if long_map else 4)
+    block_l = block_l or (64 if long_map and length >= 2048 and block_n == 1 else max(16, 32 // block_n))
+    tile = 128 if num_warps == 1 else 512
+    block_d = block_d or min(triton.next_power_of_2(channels), max(1, tile // (block_n * block_l)))
+    return block_d, block_n, block_l, num_warps
 
 
 def route_plan(codes):
@@ -83,7 +88,7 @@ def _check_triton_device(x):
 
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=NUM_WARPS):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None):
     """Forward launcher: returns (y (batch, D, H, W), x_dbl (batch, K, R+2N, L), states or an empty tensor).
 
     ``codes``: the K route codes (list of ints). x_dbl holds each route's projections in its reading order.
@@ -95,7 +100,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
-    block_d, block_n, block_l = block_sizes(channels, num_states, block_l, block_d)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks = triton.cdiv(length, block_l)
     orders, words = route_plan(codes)
     sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
@@ -117,7 +122,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=NUM_WARPS):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds).
 
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
@@ -127,7 +132,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
-    block_d, block_n, block_l = block_sizes(channels, num_states, block_l, block_d)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks, num_blocks = triton.cdiv(length, block_l), triton.cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))

@@ -37,7 +37,7 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     batch, channels, height, width = x.shape
     num_routes, rows, _ = x_proj_weight.shape
     num_states, length = A_logs.shape[1], height * width
-    _, _, chunk = block_sizes(channels, num_states, block_l)
+    _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
     states_shape = (batch, num_routes, channels, num_states, -(-length // chunk)) if save_states else (0,)
     return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(batch, num_routes, rows, length),
             x.new_empty(states_shape, dtype=torch.float32))
