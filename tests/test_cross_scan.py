@@ -1,24 +1,16 @@
-"""Route ops: Triton kernels (interpreter) and the PyTorch path against the naive reference, forward and backward."""
+"""Route ops: the Triton merge (interpreter) and the public ops against the naive reference, forward and backward."""
 import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmssm.kernels import ROUTES, cross_merge, cross_scan
 from mmssm.kernels.cross_scan import cross_merge_ref, cross_scan_ref, route_codes
-from mmssm.kernels.cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
+from mmssm.kernels.cross_scan.triton_kernels import cross_merge_triton
 from mmssm.kernels.testing import assert_close, poisoned_empty
 
 ROUTE_SETS = [('h',), ('v_flip',), ('v', 'h'), ('h_flip', 'v_flip'), ROUTES, ('v_flip', 'h', 'v', 'h_flip')]
 SIZES = [(7, 5), (1, 9), (6, 1), (35, 3)]  # 35 rows: two patches of 32
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
-
-
-@pytest.mark.parametrize('routes', ROUTE_SETS)
-@pytest.mark.parametrize('size', SIZES)
-def test_triton_cross_scan_matches_reference(routes, size):
-    x = torch.randn(2, 3, *size)
-    out = cross_scan_triton(x, route_codes(routes), poisoned_empty)
-    torch.testing.assert_close(out, cross_scan_ref(x, routes), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize('routes', ROUTE_SETS)
@@ -34,10 +26,10 @@ def test_triton_cross_merge_matches_reference(routes, size, dtype):
 
 @pytest.mark.parametrize('routes', [ROUTES, ('h_flip', 'v')])
 def test_triton_merge_is_adjoint_of_scan(routes):
-    """<scan(x), g> == <x, merge(g)>: the Triton backward of each op is the other op."""
+    """<scan(x), g> == <x, merge(g)>: the backward of each op is the other op."""
     x, g = torch.randn(2, 4, 7, 5, dtype=torch.float64), torch.randn(2, len(routes), 4, 35, dtype=torch.float64)
     codes = route_codes(routes)
-    lhs = (cross_scan_triton(x.float(), codes, poisoned_empty).double() * g).sum()
+    lhs = (cross_scan_ref(x, routes) * g).sum()
     rhs = (x * cross_merge_triton(g.float(), 7, 5, codes, poisoned_empty).double()).sum()
     torch.testing.assert_close(lhs, rhs, rtol=1e-5, atol=1e-5)
 

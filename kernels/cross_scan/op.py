@@ -1,11 +1,14 @@
-"""Public route ops: validation, dispatch (Triton on CUDA, vectorised PyTorch on CPU and for fp64), autograd.
+"""Public route ops: validation, dispatch, autograd.
 
-``cross_scan`` and ``cross_merge`` are each other's adjoint: the backward of one is the other.
+``cross_merge`` runs a Triton kernel on CUDA (2x the strided PyTorch composition on an H100, docs/benchmarks.md);
+``cross_scan`` runs PyTorch's strided copies there (one per route: a Triton version measured 0.4-0.7x of them); CPU
+and fp64 tensors take the vectorised gather path. ``cross_scan`` and ``cross_merge`` are each other's adjoint: the
+backward of one is the other.
 """
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from .naive import ROUTES
+from .naive import ROUTES, cross_scan_ref
 from .routes import route_codes
 from .torch_path import cross_merge_torch, cross_scan_torch
 
@@ -18,8 +21,7 @@ def _uses_triton(tensor):
 
 def _scan_impl(x, codes):
     if _uses_triton(x):
-        from .triton_kernels import cross_scan_triton
-        return cross_scan_triton(x.contiguous(), codes, torch.empty)
+        return cross_scan_ref(x, [ROUTES[code] for code in codes])  # strided copies, route codes index ROUTES
     return cross_scan_torch(x, codes)
 
 

@@ -1,8 +1,8 @@
-"""Triton route kernels: read a (batch, C, H, W) map once and write K route copies, or gather K copies and sum.
+"""Triton route merge: gather K route copies of a (batch, C, H, W) map and sum them in fp32.
 
 A route is coded as an int: bit 0 set = column-major reading, bit 1 set = reversed (see ``routes.route_codes``).
-The kernels take the codes at compile time (one constexpr per route) and move (H, W) patches, transposed in shared memory for column-major
-routes, so every load and store is coalesced.
+The kernel takes the codes at compile time (one constexpr per route) and moves (H, W) patches, transposed in shared
+memory for column-major routes, so every load and store is coalesced.
 """
 import triton
 import triton.language as tl
@@ -29,19 +29,6 @@ def _route_tile_offsets(hh, ww, CODE: tl.constexpr, height, width):
 
 
 @triton.jit
-def _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, K: tl.constexpr,
-                 CODE: tl.constexpr, NUM_ROUTES: tl.constexpr):
-    """Write the (BLOCK_C, BLOCK_H, BLOCK_W) patch ``x`` into route K (coded CODE) of out (batch, K, C, H*W)."""
-    step, step_mask = _route_tile_offsets(hh, ww, CODE, height, width)
-    if (CODE & 1) != 0:
-        tile = tl.permute(x, (0, 2, 1))  # (BLOCK_C, BLOCK_W, BLOCK_H): column-major patch
-    else:
-        tile = x
-    out_rows = ((batch * NUM_ROUTES + K) * channels + channel).to(tl.int64) * (height * width)
-    tl.store(out_ptr + out_rows[:, None, None] + step[None, :, :], tile, mask=c_mask & step_mask[None, :, :])
-
-
-@triton.jit
 def _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, K: tl.constexpr,
                 CODE: tl.constexpr, NUM_ROUTES: tl.constexpr):
     """The patch of route K (coded CODE) of y (batch, K, C, H*W), as a row-major fp32 (BLOCK_C, BLOCK_H, BLOCK_W)."""
@@ -54,36 +41,11 @@ def _load_route(y_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 
 
 
 @triton.jit
-def cross_scan_kernel(x_ptr, out_ptr, channels, height, width, CODE0: tl.constexpr, CODE1: tl.constexpr,
-                      CODE2: tl.constexpr, CODE3: tl.constexpr, NUM_ROUTES: tl.constexpr, BLOCK_C: tl.constexpr,
-                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """x (batch, C, H, W) -> out (batch, K, C, H*W); one program per (patch, channel block, batch).
-
-    CODE0..CODE3 are the route codes of routes 0..K-1 (compile-time: each route set compiles once).
-    """
-    pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    patches_w = tl.cdiv(width, BLOCK_W)
-    hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
-    ww = (pid_patch % patches_w) * BLOCK_W + tl.arange(0, BLOCK_W)
-    channel = pid_c * BLOCK_C + tl.arange(0, BLOCK_C)
-    c_mask = channel[:, None, None] < channels
-    mask = c_mask & (hh[None, :, None] < height) & (ww[None, None, :] < width)
-    rows = (batch * channels + channel).to(tl.int64) * (height * width)
-    x = tl.load(x_ptr + rows[:, None, None] + (hh[:, None] * width + ww[None, :])[None, :, :], mask=mask)
-    _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 0, CODE0, NUM_ROUTES)
-    if NUM_ROUTES > 1:
-        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 1, CODE1, NUM_ROUTES)
-    if NUM_ROUTES > 2:
-        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 2, CODE2, NUM_ROUTES)
-    if NUM_ROUTES > 3:
-        _store_route(x, out_ptr, batch, channel, c_mask, hh, ww, channels, height, width, 3, CODE3, NUM_ROUTES)
-
-
-@triton.jit
 def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODE0: tl.constexpr, CODE1: tl.constexpr,
                        CODE2: tl.constexpr, CODE3: tl.constexpr, NUM_ROUTES: tl.constexpr, BLOCK_C: tl.constexpr,
                        BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    """y (batch, K, C, H*W) route order -> out (batch, C, H, W), the fp32 sum over routes; tiles as cross_scan."""
+    """y (batch, K, C, H*W) route order -> out (batch, C, H, W), the fp32 sum over routes; one program per
+    (patch, channel block, batch)."""
     pid_patch, pid_c, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     patches_w = tl.cdiv(width, BLOCK_W)
     hh = (pid_patch // patches_w) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -104,9 +66,9 @@ def cross_merge_kernel(y_ptr, out_ptr, channels, height, width, CODE0: tl.conste
 
 
 def route_code_args(codes):
-    """The compile-time route arguments of the kernels: CODE0..CODE3 (unused ones 0) and NUM_ROUTES."""
+    """The compile-time route arguments of the kernel: CODE0..CODE3 (unused ones 0) and NUM_ROUTES."""
     if not 1 <= len(codes) <= 4:
-        raise ValueError(f'the route kernels take 1 to 4 routes, got {len(codes)}')
+        raise ValueError(f'the route kernel takes 1 to 4 routes, got {len(codes)}')
     padded = list(codes) + [0] * (4 - len(codes))
     return dict(CODE0=padded[0], CODE1=padded[1], CODE2=padded[2], CODE3=padded[3], NUM_ROUTES=len(codes))
 
@@ -120,17 +82,7 @@ def _grid_and_blocks(batch, channels, height, width):
 
 def _check_triton_device(tensor):
     if not triton_runs_on(tensor):
-        raise RuntimeError(f'the Triton route kernels need CUDA tensors (or TRITON_INTERPRET=1), got {tensor.device}')
-
-
-def cross_scan_triton(x, codes, empty):
-    """Launcher: x (batch, C, H, W) contiguous, codes a list of K route codes -> (batch, K, C, H*W)."""
-    _check_triton_device(x)
-    batch, channels, height, width = x.shape
-    out = empty(batch, len(codes), channels, height * width, dtype=x.dtype, device=x.device)
-    grid, blocks = _grid_and_blocks(batch, channels, height, width)
-    cross_scan_kernel[grid](x, out, channels, height, width, **route_code_args(codes), **blocks)
-    return out
+        raise RuntimeError(f'the Triton route merge needs CUDA tensors (or TRITON_INTERPRET=1), got {tensor.device}')
 
 
 def cross_merge_triton(y, height, width, codes, empty):

@@ -4,7 +4,7 @@ import triton
 
 from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
 from ..cross_scan.routes import codes_tensor
-from ..cross_scan.triton_kernels import cross_merge_triton, cross_scan_triton
+from ..cross_scan.triton_kernels import cross_merge_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
@@ -61,11 +61,10 @@ def route_plan(codes):
     return orders, words
 
 
-def reading_orders(x, orders, empty):
-    """x (batch, D, H, W) -> [(batch, D, L) in each reading order of ``orders``]; column-major is a transposed copy."""
+def reading_orders(x, orders):
+    """x (batch, D, H, W) -> [contiguous (batch, D, L) in each reading order of ``orders``] (column-major: a copy)."""
     batch, channels, height, width = x.shape
-    x = x.contiguous()
-    return [x.view(batch, channels, height * width) if order == 0 else cross_scan_triton(x, [1], empty)[:, 0]
+    return [(x if order == 0 else x.transpose(2, 3)).contiguous().view(batch, channels, height * width)
             for order in orders]
 
 
@@ -103,7 +102,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks = triton.cdiv(length, block_l)
     orders, words = route_plan(codes)
-    sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
+    sources = reading_orders(x, orders)  # [(batch, D, L)] per reading order
     x_dbl = empty(batch, num_routes, rank + 2 * num_states, length, dtype=x.dtype, device=device)
     for order, source in zip(orders, sources):
         index = routes_of(codes, order, device)
@@ -137,8 +136,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
     orders, words = route_plan(codes)
-    sources = reading_orders(x, orders, empty)  # [(batch, D, L)] per reading order
-    grad_sources = reading_orders(grad_y, orders, empty)
+    sources = reading_orders(x, orders)  # [(batch, D, L)] per reading order
+    grad_sources = reading_orders(grad_y, orders)
     grad_parts = empty(batch, len(orders), channels, length, dtype=torch.float32, device=device)
     # d loss / d (delta before softplus), each route in its reading order; half inputs keep it in half like autocast
     grad_delta = empty(batch, num_routes, channels, length, dtype=x.dtype, device=device)
