@@ -1,14 +1,14 @@
 """Public route ops: validation, dispatch, autograd.
 
-``cross_merge`` runs a Triton kernel on CUDA (2x the strided PyTorch composition on an H100, docs/benchmarks.md);
-``cross_scan`` runs PyTorch's strided copies there (one per route: a Triton version measured 0.4-0.7x of them); CPU
-and fp64 tensors take the vectorised gather path. ``cross_scan`` and ``cross_merge`` are each other's adjoint: the
-backward of one is the other.
+``cross_scan`` is one PyTorch strided copy per route on every device (a Triton version measured 0.4-0.7x of them on
+an H100); ``cross_merge`` runs a Triton kernel on CUDA (2x the strided PyTorch composition on an H100,
+docs/benchmarks.md) and the strided composition, summed in fp32, on CPU and for fp64. ``cross_scan`` and
+``cross_merge`` are each other's adjoint: the backward of one is the other.
 """
 import torch
 from torch.utils.flop_counter import register_flop_formula
 
-from .naive import ROUTES, cross_scan_ref
+from .naive import ROUTES
 from .routes import route_codes
 from .torch_path import cross_merge_torch, cross_scan_torch
 
@@ -17,12 +17,6 @@ ROUTE_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 def _uses_triton(tensor):
     return tensor.is_cuda and tensor.dtype != torch.float64
-
-
-def _scan_impl(x, codes):
-    if _uses_triton(x):
-        return cross_scan_ref(x, [ROUTES[code] for code in codes])  # strided copies, route codes index ROUTES
-    return cross_scan_torch(x, codes)
 
 
 def _merge_impl(y, height, width, codes):
@@ -34,7 +28,7 @@ def _merge_impl(y, height, width, codes):
 
 @torch.library.custom_op('mmssm::cross_scan', mutates_args=())
 def _cross_scan_op(x: torch.Tensor, codes: list[int]) -> torch.Tensor:
-    return _scan_impl(x, codes)
+    return cross_scan_torch(x, codes)
 
 
 @torch.library.custom_op('mmssm::cross_merge', mutates_args=())

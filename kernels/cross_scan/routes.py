@@ -1,4 +1,4 @@
-"""Route names <-> integer codes, and the route orders as index tensors for the PyTorch path."""
+"""Route names <-> integer codes, and small cached index tensors for the kernels."""
 import functools
 
 import torch
@@ -29,13 +29,3 @@ def codes_tensor(values, device, dtype=torch.int32):
 @functools.lru_cache(maxsize=128)
 def _cached_tensor(values, device, dtype):
     return torch.tensor(values, dtype=dtype, device=device)
-
-
-def route_positions(codes, height, width, device):
-    """(K, L) int64: entry [k, t] is the natural (row-major) position visited at step t of route k."""
-    grid = torch.arange(height * width, device=device).view(height, width)  # (H, W) natural positions
-    orders = []
-    for code in codes:
-        order = (grid.t() if code & 1 else grid).flatten()  # (L,) row- or column-major
-        orders.append(order.flip(0) if code & 2 else order)
-    return torch.stack(orders)  # (K, L)
