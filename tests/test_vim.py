@@ -248,22 +248,36 @@ def test_pretrained_of_another_depth_fails_loudly(tmp_path):
         model.init_weights()
 
 
+def run_converter(monkeypatch, *args):
+    """tools/model_converters/vim2mmssm.py run in this process (as ``python TOOL *args``)."""
+    monkeypatch.setattr(sys, 'argv', ['vim2mmssm.py', *map(str, args)])
+    runpy.run_path(str(REPO / 'tools/model_converters/vim2mmssm.py'), run_name='__main__')
+
+
 def test_converter_tool_writes_a_classifier_checkpoint(tmp_path, monkeypatch):
-    state = tiny_official(4)
+    """A Vim-Ti shaped official checkpoint -> classifier checkpoint that Vim('tiny') loads through init_cfg."""
+    state = random_official_state_dict(official_shapes(192, 24, 14 * 14))
     src, dst = tmp_path / 'official.pth', tmp_path / 'mmssm.pth'
     torch.save({'model': state}, src)
-    monkeypatch.setattr(sys, 'argv', ['vim2mmssm.py', str(src), str(dst)])
-    runpy.run_path(str(REPO / 'tools/model_converters/vim2mmssm.py'), run_name='__main__')
-    converted = torch.load(dst)['state_dict']
+    run_converter(monkeypatch, src, dst, '--arch', 'tiny')
+    saved = torch.load(dst)
+    converted = saved['state_dict']
+    assert saved['meta']['arch'] == 'tiny'
     assert {k.split('.')[0] for k in converted} == {'backbone', 'head'}
     assert torch.equal(converted['backbone.layers.2.mixer.scans.1.A_log'], state['layers.2.mixer.A_b_log'])
-    model = Vim(arch=dict(TINY, patch_stride=8), img_size=32, patch_size=8,
-                init_cfg=dict(type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
+    assert torch.equal(converted['head.fc.weight'], state['head.weight'])
+    model = Vim('tiny', init_cfg=dict(type='Pretrained', checkpoint=str(dst), prefix='backbone.'))
     model.init_weights()
-    official_model = build_tiny(state, tmp_path, img_size=32)
-    images = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        assert torch.equal(model.eval()(images)[0], official_model(images)[0])
+    assert torch.equal(model.pos_embed.data, state['pos_embed'])
+
+
+def test_converter_tool_rejects_another_arch(tmp_path, monkeypatch):
+    state = random_official_state_dict(official_shapes(192, 24, 14 * 14))
+    src, dst = tmp_path / 'official.pth', tmp_path / 'mmssm.pth'
+    torch.save({'model': state}, src)
+    with pytest.raises(SystemExit, match='not a Vim-small checkpoint'):
+        run_converter(monkeypatch, src, dst, '--arch', 'small')
+    assert not dst.exists()
 
 
 def test_pretrained_pos_embed_is_resized_around_the_middle_class_entry(tmp_path):
