@@ -42,6 +42,35 @@ def _state_scan(dt, dt_u, a2, Bn, h_in, step, step_mask):
 
 
 @triton.jit
+def _program_setup(bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups,
+                   HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                   BLOCK_T: tl.constexpr):
+    """Indices and per-channel parameters of this program's (channel block, batch element), shared by both passes.
+
+    Returns chan (BLOCK_D,), state (BLOCK_N,), step (BLOCK_T,), state_mask (1, BLOCK_N), rows (BLOCK_D,) the start of
+    each channel's sequence, bc_start the start of the group's B/C rows, state_index (BLOCK_D, BLOCK_N), and the
+    fp32 delta_bias and D of the channels (zeros when absent).
+    """
+    pid_d = tl.program_id(0)
+    pid_b = tl.program_id(1).to(tl.int64)
+    chan = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides the group: every channel exists
+    state = tl.arange(0, BLOCK_N)
+    step = tl.arange(0, BLOCK_T)
+    state_mask = state[None, :] < num_states
+    group = (pid_d * BLOCK_D) // channels_per_group
+    rows = (pid_b * channels + chan) * length
+    bc_start = (pid_b * num_groups + group) * num_states * length
+    state_index = (pid_b * channels + chan)[:, None] * num_states + state[None, :]
+    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + chan).to(tl.float32)
+    skip = tl.zeros([BLOCK_D], dtype=tl.float32)
+    if HAS_D:
+        skip = tl.load(D_ptr + chan).to(tl.float32)
+    return chan, state, step, state_mask, rows, bc_start, state_index, bias, skip
+
+
+@triton.jit
 def selective_scan_fwd_kernel(
         u_ptr, delta_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, initial_ptr,
         out_ptr, last_ptr, checkpoint_ptr,
@@ -49,22 +78,10 @@ def selective_scan_fwd_kernel(
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    chan = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides the group: every channel exists
-    state = tl.arange(0, BLOCK_N)
-    step = tl.arange(0, BLOCK_T)
-    state_mask = state[None, :] < num_states  # (1, BLOCK_N)
-    group = (pid_d * BLOCK_D) // channels_per_group
-    rows = (pid_b * channels + chan) * length  # (BLOCK_D,) start of each channel's sequence
-    bc_start = (pid_b * num_groups + group) * num_states * length  # start of this group's B/C rows
-    state_index = (pid_b * channels + chan)[:, None] * num_states + state[None, :]  # (BLOCK_D, BLOCK_N)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + chan).to(tl.float32)
-    skip = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + chan).to(tl.float32)
+    chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
+        bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
+        BLOCK_N, BLOCK_T)
     if HAS_INITIAL:
         h = tl.load(initial_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
     else:
@@ -111,22 +128,10 @@ def selective_scan_bwd_kernel(
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    num_blocks = tl.num_programs(0)
-    chan = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
-    state = tl.arange(0, BLOCK_N)
-    step = tl.arange(0, BLOCK_T)
-    state_mask = state[None, :] < num_states  # (1, BLOCK_N)
-    group = (pid_d * BLOCK_D) // channels_per_group
-    rows = (pid_b * channels + chan) * length  # (BLOCK_D,)
-    bc_start = (pid_b * num_groups + group) * num_states * length
-    part_start = (pid_b * num_blocks + pid_d) * num_states * length  # this block's rows of the dB/dC partials
-    state_index = (pid_b * channels + chan)[:, None] * num_states + state[None, :]  # (BLOCK_D, BLOCK_N)
-    bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + chan).to(tl.float32)
-    skip = tl.zeros([BLOCK_D], dtype=tl.float32)
-    if HAS_D:
-        skip = tl.load(D_ptr + chan).to(tl.float32)
+    chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
+        bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
+        BLOCK_N, BLOCK_T)
+    part_start = (pid_b * tl.num_programs(0) + pid_d) * num_states * length  # this block's rows of dB/dC partials
     # carry: gradient reaching the state before the current chunk's successor, a_{t+1} * g_{t+1} (k form)
     if HAS_GRAD_LAST:
         carry = tl.load(grad_last_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
