@@ -4,7 +4,8 @@ Layers: ``mmssm::ss2d_fwd`` / ``mmssm::ss2d_bwd`` torch.library custom ops (fake
 formulas) running the fused Triton launchers -> a small autograd Function -> :func:`ss2d_scan_fused`.
 :func:`ss2d_scan` dispatches: CUDA tensors take the fused op, CPU (and float64) tensors the composition of the
 unfused public ops (cross_scan, projections, selective_scan, cross_merge), which is :func:`ss2d_scan_ref` run on them.
-``MMSSM_SS2D_IMPL=separate`` in the environment makes CUDA tensors take that composition too (A/B timing).
+``MMSSM_SS2D_IMPL=separate`` in the environment makes CUDA tensors take that composition too (A/B timing), and
+``MMSSM_SCAN_IMPL=ref`` (debugging) as well, where the selective scan inside it is then the naive reference.
 """
 import os
 from typing import Optional
@@ -130,7 +131,8 @@ def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, rout
     """
     codes = route_codes(routes)
     check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
-    if x.is_cuda and x.dtype != torch.float64 and os.environ.get('MMSSM_SS2D_IMPL', 'fused') != 'separate':
+    composed = os.environ.get('MMSSM_SS2D_IMPL') == 'separate' or os.environ.get('MMSSM_SCAN_IMPL') == 'ref'
+    if x.is_cuda and x.dtype != torch.float64 and not composed:
         return ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype)
     return ss2d_scan_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype,
                          scan=selective_scan, scan_routes=cross_scan, merge_routes=cross_merge)
