@@ -11,6 +11,7 @@ from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.group_mamba import GroupMamba, convert_official_group_mamba
 from mmssm.models.layers.group_mamba_layer import ModulatedGroupMamba
 from mmssm.models.utils import CheckpointMismatchError
+from mmssm.testing.backbones import assert_checkpointing_keeps_gradients
 
 TINY = dict(embed_dims=(16, 32, 48, 64), depths=(1, 2, 1, 1), mlp_ratios=(2, 2, 2, 3), stem_hidden_dims=8)
 PUBLISHED_PARAMS_M = {'tiny': 23, 'small': 34, 'base': 57}  # millions, rounded, 1000 classes, without dist_head
@@ -253,17 +254,8 @@ def test_frozen_stages_checkpointing_and_layer_depth():
     assert backbone.get_layer_depth('backbone.norm1.weight', 'backbone.') == (3, 7)
     assert backbone.get_layer_depth('backbone.norm3.weight', 'backbone.') == (6, 7)
 
-    images = torch.randn(1, 3, 32, 32)
-    plain = GroupMamba(TINY).eval()
-    checkpointed = GroupMamba(TINY, with_cp=True).eval()
-    checkpointed.load_state_dict(plain.state_dict())
-    grads = []
-    for model in (plain, checkpointed):
-        model.zero_grad()
-        model(images)[0].square().sum().backward()
-        grads.append(model.stages[1].blocks[0].mixer.skip_scale.grad.clone())
-    assert grads[0].abs().sum() > 0
-    assert_close(grads[1], grads[0], torch.float32)
+    assert_checkpointing_keeps_gradients(lambda with_cp: GroupMamba(TINY, with_cp=with_cp),
+                                         torch.randn(1, 3, 32, 32))
 
 
 def test_arch_errors():

@@ -10,6 +10,7 @@ from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.spatial_mamba import SpatialMamba, convert_official_spatial_mamba
 from mmssm.models.layers.state_fusion import StateFusion
 from mmssm.models.utils import CheckpointMismatchError
+from mmssm.testing.backbones import assert_checkpointing_keeps_gradients
 
 TINY = dict(embed_dims=(8, 16, 32, 64), depths=(1, 2, 1, 1))
 PUBLISHED_PARAMS_M = {'tiny': 27, 'small': 43, 'base': 96}  # millions, rounded, 1000 classes
@@ -256,17 +257,8 @@ def test_frozen_stages_checkpointing_and_layer_depth():
     assert backbone.get_layer_depth('backbone.stages.1.downsample.0.conv.weight', 'backbone.') == (3, 7)
     assert backbone.get_layer_depth('head.fc.weight', 'backbone.') == (6, 7)
 
-    images = torch.randn(1, 3, 32, 32)
-    plain = SpatialMamba(TINY).eval()
-    checkpointed = SpatialMamba(TINY, with_cp=True).eval()
-    checkpointed.load_state_dict(plain.state_dict())
-    grads = []
-    for model in (plain, checkpointed):
-        model.zero_grad()
-        model(images)[0].square().sum().backward()
-        grads.append(model.stages[0].blocks[0].ssm.state_fusion.alpha.grad.clone())
-    assert grads[0].abs().sum() > 0
-    assert_close(grads[1], grads[0], torch.float32)
+    assert_checkpointing_keeps_gradients(lambda with_cp: SpatialMamba(TINY, with_cp=with_cp),
+                                         torch.randn(1, 3, 32, 32))
 
 
 def test_arch_errors():

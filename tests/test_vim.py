@@ -19,6 +19,7 @@ from mmssm.models.backbones.vim import Vim, convert_vim, resize_pos_embed
 from mmssm.models.layers.bimamba import MambaMixer
 from mmssm.models.utils import CheckpointMismatchError
 from mmssm.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mmssm.testing.backbones import assert_checkpointing_keeps_gradients
 
 REPO = Path(__file__).resolve().parents[1]
 DIRECTIONS = {'': ('A_log', 'D'), '_b': ('A_b_log', 'D_b')}  # official suffix -> (A name, D name)
@@ -365,13 +366,8 @@ def test_layer_depth_for_lr_decay():
 def test_gradient_checkpointing_gives_the_same_gradients():
     two_blocks = dict(arch=dict(embed_dims=32, num_layers=2, patch_stride=8), img_size=24, patch_size=8,
                       out_type='featmap', out_indices=(1, 0, 1), pyramid_scales=(1, 2, 0.5))
-    plain, checkpointed = Vim(**two_blocks), Vim(**two_blocks, with_cp=True)
-    checkpointed.load_state_dict(plain.state_dict())
-    images = torch.randn(2, 3, 24, 24)
-    for model in (plain, checkpointed):
-        sum(o.square().mean() for o in model(images)).backward()
-    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, msg=name)
+    assert_checkpointing_keeps_gradients(lambda with_cp: Vim(**two_blocks, with_cp=with_cp),
+                                         torch.randn(2, 3, 24, 24))
 
 
 def test_layer_decay_constructor_on_a_vim_segmentor():

@@ -19,6 +19,7 @@ from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.vmamba import VMamba, backbone_state_dict, convert_vmamba
 from mmssm.models.layers import ss2d as ss2d_module
 from mmssm.models.utils import CheckpointMismatchError, load_state_dict_checked
+from mmssm.testing.backbones import assert_checkpointing_keeps_gradients
 
 CONVERTER = Path(__file__).resolve().parents[1] / 'tools/model_converters/vmamba2mmssm.py'
 TINY_V2 = dict(embed_dims=24, depths=(1, 2, 1, 1), d_state=1, ssm_ratio=2.0)
@@ -401,15 +402,8 @@ def test_frozen_stages_stay_frozen_after_train():
 
 
 def test_gradient_checkpointing_gives_the_same_gradients():
-    torch.manual_seed(0)
-    plain = VMamba(TINY_V2, drop_path_rate=0.0)
-    checkpointed = VMamba(TINY_V2, with_cp=True)
-    checkpointed.load_state_dict(plain.state_dict())
-    images = torch.randn(1, 3, 32, 32)
-    for model in (plain, checkpointed):
-        model(images)[-1].square().sum().backward()
-    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
-        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-6), name
+    assert_checkpointing_keeps_gradients(lambda with_cp: VMamba(TINY_V2, with_cp=with_cp),
+                                         torch.randn(1, 3, 32, 32))
 
 
 def test_drop_path_is_linear_over_all_blocks_and_only_in_training():

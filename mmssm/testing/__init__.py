@@ -4,9 +4,11 @@
   layout of ImageNet (mmpretrain), COCO instances (mmdet) or ADE20K (mmseg); ``make_tiny_dataset(type, root)``
   picks the maker for a config's dataset type (``TINY_DATASETS``).
 - ``redirect_to_tiny_data``, ``make_quick``, ``set_model_channels``: shrink a loaded config to a run of seconds.
+- ``assert_checkpointing_keeps_gradients``: a backbone's ``with_cp`` gives the same gradients.
 """
+from .backbones import assert_checkpointing_keeps_gradients
 from .configs import inner_datasets, make_quick, redirect_to_tiny_data, set_model_channels, shrink_sizes
 from .tiny_datasets import TINY_DATASETS, make_ade20k, make_coco, make_imagenet, make_tiny_dataset
 
-__all__ = ['TINY_DATASETS', 'inner_datasets', 'make_ade20k', 'make_coco', 'make_imagenet', 'make_quick',
+__all__ = ['TINY_DATASETS', 'assert_checkpointing_keeps_gradients', 'inner_datasets', 'make_ade20k', 'make_coco', 'make_imagenet', 'make_quick',
            'make_tiny_dataset', 'redirect_to_tiny_data', 'set_model_channels', 'shrink_sizes']
