@@ -7,7 +7,8 @@ loops over the N states: each state is a 2D (BLOCK_D, BLOCK_T) tile of (decay, d
 chunks live in (BLOCK_D, BLOCK_N) registers. The forward saves the state entering every chunk (``checkpoints``);
 the backward walks the chunks in reverse, recomputes each state's forward scan from its checkpoint and runs the
 reverse scan of the state gradients with ``combine_next_decay`` (the shifted decay a_{t+1} without a gather or a
-second exp: a gather costs shared-memory round trips, measured 1.2-1.9x slower on an H100).
+second exp; a gather goes through shared memory: up to 1.6x slower on an H100, and it rules out barrier-free
+single-warp programs).
 Channel-summed terms (dB, dC) and batch-summed terms (dA, dD, d delta_bias) are written as per-block partial sums
 that the launcher adds up: deterministic, no atomics. All offsets are int64 so tensors beyond 2**31 elements work.
 """
