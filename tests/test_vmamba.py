@@ -340,8 +340,10 @@ def test_flops_match_official(arch, _, paper_gflops):
 # backbone API and errors
 
 def test_unknown_arch_lists_valid_names():
-    with pytest.raises(ValueError, match=r"unknown arch 'huge'.*'tiny'.*'v0-base'"):
+    with pytest.raises(ValueError, match=r"unknown VMamba arch 'huge'.*'tiny'.*'v0-base'"):
         VMamba('huge')
+    with pytest.raises(TypeError, match='VMamba: arch must be a name or a dict, got int'):
+        VMamba(3)
     with pytest.raises(ValueError, match='unknown keys'):
         VMamba(dict(embed_dims=16, depths=(1, 1), mlp_hidden=3))
 

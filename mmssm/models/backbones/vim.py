@@ -19,7 +19,7 @@ from torch import nn
 
 from mmssm.models.layers.bimamba import MambaMixer
 from mmssm.models.layers.rms_norm import RMSNorm, at_least_float32
-from mmssm.models.utils import FrozenStagesMixin, load_pretrained
+from mmssm.models.utils import FrozenStagesMixin, arch_from_zoo, load_pretrained
 from mmssm.registry import MODELS
 
 
@@ -219,12 +219,9 @@ class Vim(FrozenStagesMixin, BaseModule):
         self._freeze_stages()
 
     def _resolve_arch(self, arch):
-        if isinstance(arch, str):
-            if arch.lower() not in self.arch_zoo:
-                raise ValueError(f'unknown Vim arch {arch!r}; choose from {sorted(self.arch_zoo)} or pass a dict')
-            return {**self.arch_defaults, **self.arch_zoo[arch.lower()]}
-        if not isinstance(arch, dict):
-            raise TypeError(f'arch must be a str or a dict, got {type(arch).__name__}')
+        resolved = arch_from_zoo(arch, self.arch_zoo, 'Vim')
+        if isinstance(arch, str):  # zoo entries hold only known keys
+            return {**self.arch_defaults, **resolved}
         missing = {'embed_dims', 'num_layers'} - set(arch)
         unknown = set(arch) - {'embed_dims', 'num_layers', *self.arch_defaults}
         if missing or unknown:

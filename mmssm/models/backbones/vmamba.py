@@ -15,7 +15,7 @@ from mmssm.registry import MODELS
 from ..layers.embed import DOWNSAMPLES, PATCH_EMBEDS
 from ..layers.norm import LayerNorm2d
 from ..layers.vss_block import VSSBlock
-from ..utils.backbone import FrozenStagesMixin, init_linear_and_layernorm
+from ..utils.backbone import FrozenStagesMixin, arch_from_zoo, init_linear_and_layernorm
 from ..utils.checkpoint import load_pretrained, strip_prefix
 
 # the released v2 models (forward_type v05_noz, channel-first LN2d) and Vanilla v0 (forward_type v0)
@@ -98,12 +98,9 @@ class VMamba(FrozenStagesMixin, BaseModule):
     @classmethod
     def resolve_arch(cls, arch):
         """The full arch dict for a zoo name or a custom dict; a clear error for anything else."""
-        if isinstance(arch, str):
-            if arch.lower() not in cls.arch_zoo:
-                raise ValueError(f'VMamba: unknown arch {arch!r}; valid names: {sorted(cls.arch_zoo)}')
-            return dict(cls.arch_zoo[arch.lower()])
-        if not isinstance(arch, dict):
-            raise TypeError(f'VMamba: arch must be a name or a dict, got {type(arch).__name__}')
+        resolved = arch_from_zoo(arch, cls.arch_zoo, 'VMamba')
+        if isinstance(arch, str):  # zoo entries are complete
+            return resolved
         missing = {'embed_dims', 'depths'} - set(arch)
         unknown = set(arch) - ARCH_KEYS
         if missing or unknown:

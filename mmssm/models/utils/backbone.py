@@ -3,6 +3,24 @@ import torch.nn as nn
 from mmengine.model.weight_init import trunc_normal_
 
 
+class UnknownArchError(KeyError, ValueError):
+    """An arch name outside a backbone's zoo (a KeyError for the zoo lookup, a ValueError for the argument)."""
+
+
+def arch_from_zoo(arch, arch_zoo, name):
+    """A zoo name (any case) -> a copy of its arch dict; a dict -> a copy; anything else is a clear error.
+
+    ``name`` is the backbone's name for the messages. Checking a dict's keys is left to the backbone.
+    """
+    if isinstance(arch, str):
+        if arch.lower() not in arch_zoo:
+            raise UnknownArchError(f'unknown {name} arch {arch!r}; choose from {sorted(arch_zoo)} or pass a dict')
+        return dict(arch_zoo[arch.lower()])
+    if not isinstance(arch, dict):
+        raise TypeError(f'{name}: arch must be a name or a dict, got {type(arch).__name__}')
+    return dict(arch)
+
+
 def parse_out_indices(out_indices, num_stages, name):
     """An int or sequence of stage indices (negative allowed) -> sorted tuple of indices in [0, num_stages)."""
     indices = (out_indices, ) if isinstance(out_indices, int) else tuple(out_indices)
