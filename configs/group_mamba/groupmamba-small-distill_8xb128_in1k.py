@@ -1,19 +1,5 @@
 # GroupMamba-S (small) on ImageNet-1k, 224x224, with DeiT hard distillation from RegNetY-160 (the
-# official recipe, alpha 0.5): the class block's token feeds `fc` (labels) and `dist_fc` (teacher's argmax); the
-# prediction is their mean. See README.md.
-_base_ = '../_base_/in1k_swin-recipe_8xb128-300e.py'
-default_scope = 'mmpretrain'
+# official recipe, alpha 0.5), as groupmamba-tiny-distill_8xb128_in1k.py with the small backbone. See README.md.
+_base_ = './groupmamba-tiny-distill_8xb128_in1k.py'
 
-# DeiT's RegNetY-160 teacher (82.6 top-1), timm's model with the checkpoint DeiT distils from (needs `pip install timm`).
-teacher = dict(
-    model=dict(type='TimmClassifier', model_name='regnety_160', pretrained=False),
-    checkpoint='https://dl.fbaipublicfiles.com/deit/regnety_160-a5fe301d.pth')
-
-model = dict(
-    type='mmssm.HardDistillationClassifier',
-    teacher=teacher,
-    alpha=0.5,
-    backbone=dict(type='mmssm.GroupMamba', arch='small', drop_path_rate=0.1, out_indices=(3, ), out_type='cls_token'),
-    neck=None,
-    head=dict(_delete_=True, type='mmssm.DistilledLinearClsHead', num_classes=1000, in_channels=512,
-              loss=dict(type='LabelSmoothLoss', label_smooth_val=0.1, mode='original')))
+model = dict(backbone=dict(arch='small'), head=dict(in_channels=512))
