@@ -123,7 +123,6 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
     n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
     dn_mask = d_mask[:, None] & n_mask[None, :]
-    bc_mask_rows = n_mask[:, None]
     map_rows = (batch * channels + d[:, None]).to(tl.int64) * length
     for k in range(num_routes):
         column_major, reverse, accumulate, slot = _route_word(routes_ptr, k)
@@ -176,7 +175,7 @@ def ss2d_bwd_kernel(x_ptr, xcm_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog
             tl.store(grad_delta_rows + position[None, :], grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
             grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=0)  # (BLOCK_N, BLOCK_L)
             grad_C = tl.sum(states * dy[:, None, :], axis=0)
-            bc_mask = bc_mask_rows & step_mask[None, :]
+            bc_mask = n_mask[:, None] & step_mask[None, :]
             tl.store(part_base + n[:, None] * length + position[None, :], grad_B, mask=bc_mask)
             tl.store(part_base + (num_states + n)[:, None] * length + position[None, :], grad_C, mask=bc_mask)
         row = (batch * num_routes + k) * channels + d
