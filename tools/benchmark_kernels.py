@@ -1,7 +1,8 @@
 """Time the scan kernels against the vectorised PyTorch path and the device's copy bandwidth, in one run.
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
-    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,group,sweep] [--check] [--out DIR]
+    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,group,norm,sweep] [--check]
+        [--out DIR]
 Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
 """
@@ -30,6 +31,9 @@ SCAN_SHAPES = {SCAN_NAMES[name]: shape for name, shape in SHAPES.items()}
 SS2D_SHAPES = {f'VMamba-T stage {i + 1}': (dim, size, math.ceil(dim / 16))
                for i, (dim, size) in enumerate([(96, 56), (192, 28), (384, 14), (768, 7)])}
 DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16}
+# channel-first LayerNorm at the VMamba-T block widths: name -> (C, H = W)
+NORM_SHAPES = {f'VMamba-T stage {i + 1}': (dim, size) for i, (dim, size) in enumerate([(96, 56), (192, 28), (384, 14),
+                                                                                        (768, 7)])}
 
 
 def median_ms(fn, warmup=3, reps=15):
@@ -232,6 +236,66 @@ def bench_group(table, batch, device, channels=64, size=56):
               (2 * map_bytes, 5 * map_bytes), 'SS2D core, 4 routes over C', runs['4-route'])
 
 
+def norm_inputs(batch, channels, size, device):
+    """An fp16 NCHW map (offset, as after a residual sum) and fp32 LayerNorm parameters, all leaves."""
+    x = (torch.randn(batch, channels, size, size, device=device) * 2 + 1).half().requires_grad_()
+    weight, bias = (torch.randn(channels, device=device).requires_grad_() for _ in range(2))
+    return x, weight, bias
+
+
+def autocast_layer_norm(x, weight, bias):
+    """What LayerNorm2d ran before the kernel: F.layer_norm on the channels-last view under fp16 autocast."""
+    with torch.autocast('cuda', dtype=torch.float16):
+        return torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), weight.shape, weight, bias).permute(0, 3, 1, 2)
+
+
+def bench_norm(table, batch, device):
+    """LayerNorm2d kernel (NCHW fp16 in and out) vs PyTorch's LayerNorm on channels-last memory: under autocast
+    (fp32 output, what the model ran before) and in plain fp16 (PyTorch's fastest)."""
+    for shape_name, (channels, size) in NORM_SHAPES.items():
+        leaves = norm_inputs(batch, channels, size, device)
+        last = [leaves[0].detach().contiguous(memory_format=torch.channels_last).requires_grad_(), *leaves[1:]]
+        runs = {}
+        for label, fn, args in (
+                ('ours', lambda *a: K.layer_norm_2d(*a, out_dtype=torch.float16), leaves),
+                ('autocast', autocast_layer_norm, last),
+                ('fp16', lambda x, w, b: torch.nn.functional.layer_norm(
+                    x.permute(0, 2, 3, 1), w.shape, w.half(), b.half()).permute(0, 3, 1, 2), last)):
+            out = fn(*args)
+            grad = torch.randn_like(out)
+            with torch.no_grad():
+                forward_ms = median_ms(lambda: fn(*args))
+            runs[label] = (forward_ms, median_ms(fwd_bwd(fn, args, grad)))
+        elements = leaves[0].numel()
+        nbytes = (4 * elements, 10 * elements)  # fwd: read x, write y (fp16); + bwd: read x, dy, write dx
+        shape = f'C={channels}, {size}x{size}, NCHW'
+        table.add(f'layer_norm_2d {shape_name}', shape, 'fp16', runs['ours'], nbytes, 'LN channels-last, autocast',
+                  runs['autocast'])
+        table.add(f'layer_norm_2d {shape_name}', shape, 'fp16', runs['ours'], nbytes, 'LN channels-last, fp16',
+                  runs['fp16'])
+        del leaves, last
+        torch.cuda.empty_cache()
+
+
+def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8), (4096, 16), (8192, 8),
+                                        (8192, 16))):
+    """The LayerNorm2d launchers (fp16 NCHW) with non-default (elements per program, num_warps)."""
+    from kernels.layer_norm.launchers import layer_norm_2d_bwd_triton, layer_norm_2d_fwd_triton
+    rows = []
+    for shape_name, (channels, size) in NORM_SHAPES.items():
+        x, weight, bias = (t.detach() for t in norm_inputs(batch, channels, size, device))
+        grad = torch.randn_like(x)
+        for tile, warps in configs:
+            launch = dict(tile=tile, num_warps=warps)
+            _, mean, rstd = layer_norm_2d_fwd_triton(x, weight, bias, 1e-5, x.dtype, True, **launch)
+            fwd = median_ms(lambda: layer_norm_2d_fwd_triton(x, weight, bias, 1e-5, x.dtype, False, **launch))
+            bwd = median_ms(lambda: layer_norm_2d_bwd_triton(grad, x, weight, mean, rstd, **launch))
+            rows.append(dict(shape=shape_name, tile=tile, num_warps=warps, fwd_ms=fwd, bwd_ms=bwd))
+            print(f'[sweep] layer_norm_2d {shape_name} fp16 tile={tile} warps={warps}: fwd {fwd:.3f} ms, '
+                  f'bwd {bwd:.3f} ms', flush=True)
+    return rows
+
+
 def sweep_ss2d(batch, device, configs=((16, 64, 4), (8, 32, 4), (16, 32, 8))):
     """The fused SS2D launchers (bf16, stages 1 and 4) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
@@ -269,14 +333,29 @@ def check_ss2d(device):
         errors[shape_name] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
         print(f'[check] ss2d {shape_name} fp32 vs fp64: ' +
               ', '.join(f'{n} {e:.1e}' for n, e in errors[shape_name].items()), flush=True)
+    for shape_name, (channels, size) in NORM_SHAPES.items():
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            x, weight, bias = norm_inputs(16, channels, size, device)
+            x = x.detach().contiguous(memory_format=memory_format).requires_grad_()
+            grad = torch.randn_like(x)
+            leaves64 = [t.detach().double().requires_grad_() for t in (x, weight, bias)]
+            y64 = K.layer_norm.layer_norm_2d_ref(*leaves64)
+            ref = [y64, *torch.autograd.grad(y64, leaves64, grad.double())]
+            y = K.layer_norm_2d(x, weight, bias, out_dtype=torch.float32)
+            got = [y, *torch.autograd.grad(y, (x, weight, bias), grad.float())]
+            key = f'layer_norm_2d {shape_name} {"NCHW" if memory_format == torch.contiguous_format else "NHWC"}'
+            errors[key] = {n: rel_rms_error(a, b) for n, a, b in zip(('y', 'x', 'weight', 'bias'), got, ref)}
+            print(f'[check] {key} fp16 in, fp32 out vs fp64: ' +
+                  ', '.join(f'{n} {e:.1e}' for n, e in errors[key].items()), flush=True)
     return errors
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch', type=int, default=128)
-    parser.add_argument('--sections', default='routes,scan,ss2d,group,sweep')
-    parser.add_argument('--check', action='store_true', help='check the fused SS2D core against float64 first')
+    parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,sweep')
+    parser.add_argument('--check', action='store_true',
+                        help='check the fused SS2D core and LayerNorm2d against float64 first')
     parser.add_argument('--out', default=os.environ.get('OUT', '.'))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -297,12 +376,12 @@ def main():
     table = Table(copy_gbs)
     print('| ' + ' | '.join(Table.HEADER) + ' |', flush=True)
     for section, bench in (('routes', bench_routes), ('scan', bench_scan), ('ss2d', bench_ss2d),
-                           ('group', bench_group)):
+                           ('group', bench_group), ('norm', bench_norm)):
         if section in sections:
             bench(table, args.batch, device)
     report['rows'] = table.records
     if 'sweep' in sections:
-        report['sweep'] = sweep_ss2d(args.batch, device)
+        report['sweep'] = sweep_ss2d(args.batch, device) + sweep_norm(args.batch, device)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, 'benchmark_kernels.json'), 'w') as f:
         json.dump(report, f, indent=1)

@@ -46,7 +46,7 @@ class PatchMerging2d(nn.Module):
 
     def __init__(self, in_channels, out_channels):
         super().__init__()
-        self.norm = LayerNorm2d(4 * in_channels)
+        self.norm = LayerNorm2d(4 * in_channels, feeds_projection=True)
         self.reduction = Linear2d(4 * in_channels, out_channels, bias=False)
 
     def forward(self, x):

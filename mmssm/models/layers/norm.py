@@ -1,18 +1,35 @@
 """Channel-first normalisation for NCHW feature maps."""
+import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from mmssm.kernels import layer_norm_2d
+
+from .autocast import autocast_dtype
 
 
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a (batch, C, H, W) map; the same parameters as ``nn.LayerNorm(C)``.
 
-    Normalises the channels-last view and returns channels-last memory (NCHW shaped), like ``Linear2d``.
+    On CUDA it runs the fused ``mmssm.kernels.layer_norm_2d`` kernel, which keeps the input's memory format (NCHW
+    stays NCHW, no layout copies); on CPU ``F.layer_norm`` on the channels-last view returns channels-last memory.
+    Under autocast the output is fp32 like ``nn.LayerNorm``'s, unless ``feeds_projection``: when the output only
+    feeds a projection, which would cast it to the autocast dtype anyway, it is written in that dtype directly
+    (the same numbers, half the bytes).
     """
 
+    def __init__(self, normalized_shape, eps=1e-5, feeds_projection=False, **kwargs):
+        super().__init__(normalized_shape, eps=eps, **kwargs)
+        self.feeds_projection = feeds_projection
+
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.normalized_shape[0]:
-            raise ValueError(f'LayerNorm2d({self.normalized_shape[0]}) expects (batch, '
-                             f'{self.normalized_shape[0]}, H, W), got {tuple(x.shape)}')
-        x = x.permute(0, 2, 3, 1)  # (batch, H, W, C)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)  # (batch, C, H, W)
+        channels = self.normalized_shape[0]
+        if x.dim() != 4 or x.shape[1] != channels:
+            raise ValueError(f'LayerNorm2d({channels}) expects (batch, {channels}, H, W), got {tuple(x.shape)}')
+        out_dtype = autocast_dtype(x)
+        if out_dtype is not None and not self.feeds_projection:
+            out_dtype = torch.float32
+        if self.weight is None or self.bias is None:
+            y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+            return y.permute(0, 3, 1, 2).to(out_dtype or y.dtype)  # (batch, C, H, W), channels-last memory
+        return layer_norm_2d(x, self.weight, self.bias, self.eps, out_dtype)

@@ -60,7 +60,7 @@ class SS2D(nn.Module):
         self.dt_projs_bias = nn.Parameter(torch.empty(num_routes, self.d_inner))
         self.A_logs = nn.Parameter(torch.empty(num_routes * self.d_inner, d_state))
         self.Ds = nn.Parameter(torch.empty(num_routes * self.d_inner))
-        self.out_norm = LayerNorm2d(self.d_inner)
+        self.out_norm = LayerNorm2d(self.d_inner, feeds_projection=not gated)  # gated: y * SiLU(z) first
         self.out_proj = Linear2d(self.d_inner, embed_dims, bias=False)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.reset_ssm_parameters(dt_min, dt_max, dt_init_floor)

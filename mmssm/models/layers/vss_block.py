@@ -36,12 +36,12 @@ class VSSBlock(nn.Module):
                  mlp_ratio=4.0, drop_path=0.0, with_cp=False):
         super().__init__()
         self.with_cp = with_cp
-        self.norm1 = LayerNorm2d(embed_dims)
+        self.norm1 = LayerNorm2d(embed_dims, feeds_projection=True)
         self.ss2d = SS2D(embed_dims, d_state=d_state, ssm_ratio=ssm_ratio, dt_rank=dt_rank, conv_bias=conv_bias,
                          gated=gated)
         self.drop_path = StochasticDepth(drop_path, mode='row')
         if mlp_ratio > 0:
-            self.norm2 = LayerNorm2d(embed_dims)
+            self.norm2 = LayerNorm2d(embed_dims, feeds_projection=True)
             self.mlp = Mlp2d(embed_dims, int(embed_dims * mlp_ratio))
         else:
             self.norm2 = self.mlp = None
