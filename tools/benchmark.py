@@ -4,8 +4,9 @@
         [--img-size 224] [--amp] [--profile] [--inference-only]
 
 For each model: inference img/s (forward, no grad), training img/s (forward + backward + AdamW step) and the peak
-memory of each (--inference-only skips training, e.g. for large inputs). With --amp both run under fp16 autocast (training with a GradScaler). --profile adds, for the first
-config, the share of the training step spent in the scan kernels and in the layers around them.
+memory of each (--inference-only skips training, e.g. for large inputs). With --amp both run under fp16 autocast
+(training with a GradScaler). --profile adds, for the first config, the GPU time of one training step by kernel
+category (scans, LayerNorm, GEMMs, copies, ...) and the host time of the mmssm ops.
 """
 import argparse
 import logging
@@ -130,21 +131,52 @@ def benchmark(model, num_classes, args):
     return result
 
 
+# GPU kernels by what they do (first match wins), for the profile's breakdown of a training step
+KERNEL_CATEGORIES = (
+    ('scan kernels (SS2D, selective scan, routes)', SCAN_KERNEL_MARKERS),
+    ('LayerNorm', ('layer_norm', 'LayerNorm')),
+    ('GEMM (projections, MLP)', ('gemm', 'Gemm', 'cutlass', 'xmma', 'cublas', 'Kernel2')),
+    ('convolution', ('conv', 'Conv', 'cudnn', 'depthwise', 'winograd', 'implicit')),
+    ('optimizer', ('multi_tensor', 'foreach', 'adam', 'Adam')),
+    ('layout copies and casts', ('copy', 'Copy')),
+    ('reductions', ('reduce', 'Reduce')),
+    ('elementwise (activations, residual adds)', ('elementwise', 'Elementwise')),
+)
+
+
+def kernel_category(name):
+    return next((label for label, markers in KERNEL_CATEGORIES if any(m in name for m in markers)), 'other')
+
+
 def profile_step(step, device):
-    """Share of CUDA time in scan kernels vs the rest, and the top kernels, for one training step."""
+    """One training step under the profiler: GPU time by kernel category, top kernels, host time of the mmssm ops."""
     from torch.profiler import ProfilerActivity, profile
     step()
     sync(device)
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
         step()
         sync(device)
-    events = [e for e in prof.key_averages() if e.device_type.name == 'CUDA' or 'cuda' in str(e.device_type).lower()]
-    total = sum(e.self_device_time_total for e in events) or 1.0
-    scan = sum(e.self_device_time_total for e in events if any(m in e.key for m in SCAN_KERNEL_MARKERS))
-    print(f'\nprofile of one training step: {total / 1e3:.2f} ms of GPU kernels, scans {100 * scan / total:.1f}%')
-    for e in sorted(events, key=lambda e: -e.self_device_time_total)[:15]:
+        wall_ms = (time.perf_counter() - start) * 1e3
+    averages = prof.key_averages()
+    kernels = [e for e in averages if e.device_type.name == 'CUDA' and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels) or 1.0
+    print(f'\nprofile of one training step: {total / 1e3:.2f} ms of GPU kernels in {wall_ms:.1f} ms of wall time '
+          f'(under the profiler)')
+    by_category = {}
+    for e in kernels:
+        by_category.setdefault(kernel_category(e.key), []).append(e)
+    print('| share | ms | kernels launched | category |\n|---|---|---|---|')
+    for label, events in sorted(by_category.items(), key=lambda kv: -sum(e.self_device_time_total for e in kv[1])):
+        ms = sum(e.self_device_time_total for e in events) / 1e3
+        print(f'| {100 * ms * 1e3 / total:.1f}% | {ms:.2f} | {sum(e.count for e in events)} | {label} |')
+    print('top kernels:')
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:15]:
         print(f'  {100 * e.self_device_time_total / total:5.1f}%  {e.self_device_time_total / 1e3:8.2f} ms  '
-              f'{e.key[:100]}')
+              f'x{e.count:<4d} {e.key[:90]}')
+    custom = [e for e in averages if e.key.startswith('mmssm::')]
+    print('host (CPU) time of the mmssm ops, launch included: ' + ', '.join(
+        f'{e.key} x{e.count} {e.cpu_time_total / 1e3:.1f} ms' for e in sorted(custom, key=lambda e: e.key)))
 
 
 def main(argv=None):

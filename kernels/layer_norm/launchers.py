@@ -46,11 +46,12 @@ def _check_triton_call(x, weight):
 
 
 def block_sizes(channels, tile=None, num_warps=None):
-    """(BLOCK_C, BLOCK_P, warps): every channel of at least 8 pixels (NCHW rows of >= 16 bytes), ~16 elements a
-    thread (``ptxas -v`` for sm_90: more spill registers in the backward at C = 768)."""
+    """(BLOCK_C, BLOCK_P, warps): every channel of at least 8 pixels (NCHW rows of >= 16 bytes), 4 warps up to
+    4,096 elements (H100 sweep, docs/benchmarks.md: 1.3x faster than 8 warps at C = 96), 16 at most (``ptxas -v``
+    for sm_90: 32-element threads spill in the backward at C = 768)."""
     block_c = triton.next_power_of_2(channels)
     block_p = max(8, (tile or DEFAULT_TILE) // block_c)
-    return block_c, block_p, num_warps or min(16, max(1, block_c * block_p // 512))
+    return block_c, block_p, num_warps or min(16, max(4, block_c * block_p // 1024))
 
 
 def _as_pixel_layout(x):
