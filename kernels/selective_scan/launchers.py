@@ -12,17 +12,13 @@ SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 class ScanTiles:
     """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), the longest (power-of-two padded)
     sequence scanned as one chunk, then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile
-    and the warps per program. ``all_states`` scans all N states of a chunk at once in (BLOCK_D, BLOCK_N, BLOCK_T)
-    tiles instead of one state after the other; a backward program runs up to ``bwd_sub_blocks`` channel blocks in
-    turn and sums their dB/dC partials (fewer partial bytes at a small BLOCK_D)."""
+    and the warps per program."""
     chunk: int
     whole_sequence: int
     fwd_tile: int
     fwd_warps: int
     bwd_tile: int
     bwd_warps: int
-    all_states: bool = False
-    bwd_sub_blocks: int = 1
 
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
@@ -129,8 +125,8 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
-        SAVE_CHECKPOINTS=save_checkpoints, ALL_STATES=tiles.all_states, BLOCK_D=block_d, BLOCK_N=block_n,
-        BLOCK_T=block_t, num_warps=tiles.fwd_warps)
+        SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+        num_warps=tiles.fwd_warps)
     return out, last_state, checkpoints
 
 
@@ -146,10 +142,9 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
     tiles = tiles or default_tiles(num_states)
     block_t = chunk_length(num_states, length, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
-    sub_blocks = _largest_power_of_two_dividing(channels // groups // block_d, tiles.bwd_sub_blocks)
     num_chunks = -(-length // block_t)
     check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
-    num_blocks = channels // (block_d * sub_blocks)  # programs along D, each with its rows of dB/dC partials
+    num_blocks = channels // block_d
     device = u.device
 
     def alloc(shape, dtype=torch.float32, present=True):
@@ -172,8 +167,8 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
-        RETURN_STATES=return_states, ALL_STATES=tiles.all_states, SUB_BLOCKS=sub_blocks, BLOCK_D=block_d,
-        BLOCK_N=block_n, BLOCK_T=block_t, num_warps=tiles.bwd_warps)
+        RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+        num_warps=tiles.bwd_warps)
 
     def group_sum(part, like):
         """(batch, blocks, N, L) partials -> summed over the blocks of each group, shaped and typed like B / C."""

@@ -9,13 +9,8 @@ the backward walks the chunks in reverse, recomputes each state's forward scan f
 reverse scan of the state gradients with ``combine_next_decay`` (the shifted decay a_{t+1} without a gather or a
 second exp; a gather goes through shared memory: up to 1.6x slower on an H100, and it rules out barrier-free
 single-warp programs).
-With ``ALL_STATES`` (the option for N > 1) a chunk instead scans all its states at once: (BLOCK_T, BLOCK_D, BLOCK_N)
-tiles, time first so that each thread holds whole chunks of its (channel, state) pairs and scans them without
-shuffles; B and C come as (BLOCK_T, BLOCK_N) tiles, states are masked beyond N, y sums over the state axis.
 Channel-summed terms (dB, dC) and batch-summed terms (dA, dD, d delta_bias) are written as per-block partial sums
-that the launcher adds up: deterministic, no atomics; a backward program runs SUB_BLOCKS channel blocks in turn
-and adds their dB/dC partials in place (fewer partial bytes when BLOCK_D is small). All offsets are int64 so
-tensors beyond 2**31 elements work.
+that the launcher adds up: deterministic, no atomics. All offsets are int64 so tensors beyond 2**31 elements work.
 """
 import triton
 import triton.language as tl
@@ -38,106 +33,42 @@ def _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS: tl.constexpr, SOFTPLUS:
 
 
 @triton.jit
-def _scan_states(dt, dt_u, a2, B, h_in, first, step_mask, axis: tl.constexpr):
-    """(decay, unfolded drive, states) of a chunk scanned along ``axis`` (time), h_in entering at the ``first`` step.
-
-    The operands broadcast to the tile: (BLOCK_D, BLOCK_T) for one state, (BLOCK_D, BLOCK_N, BLOCK_T) for all.
-    """
-    decay = tl.where(step_mask, tl.exp2(dt * a2), 1.0)  # exp(dt * A) = exp2(dt * A * log2(e))
-    drive = dt_u * B
-    folded = tl.where(first, drive + decay * h_in, drive)
-    _, states = scan_chunk(decay, folded, axis)
+def _state_scan(dt, dt_u, a2, Bn, h_in, step, step_mask):
+    """One state's chunk: (decay, unfolded drive, states) as (BLOCK_D, BLOCK_T) tiles, h_in entering the chunk."""
+    decay = tl.where(step_mask[None, :], tl.exp2(dt * a2[:, None]), 1.0)
+    drive = dt_u * Bn[None, :]
+    folded = tl.where(step[None, :] == 0, drive + decay * h_in[:, None], drive)
+    _, states = scan_chunk(decay, folded, 1)
     return decay, drive, states
 
 
 @triton.jit
-def _scan_state_grads(grad_states, carry, decay, last, step_mask, axis: tl.constexpr):
-    """g_t = dL/dh_t = grad_states_t + a_{t+1} * g_{t+1} scanned from the chunk's end along ``axis`` (each step holds
-    its own decay a_t); ``carry`` from the later chunks enters at the ``last`` step. Zero on padded steps."""
-    grad_states = tl.where(last, grad_states + carry, grad_states)
-    _, _, grad_h = tl.associative_scan((tl.full(decay.shape, 1.0, tl.float32), decay, grad_states), axis,
-                                       combine_next_decay, reverse=True)
-    return tl.where(step_mask, grad_h, 0.0)
-
-
-@triton.jit
-def _store_partial(ptr, offsets, value, mask, sub, SUB_BLOCKS: tl.constexpr):
-    """Store a dB / dC partial sum, added to those of the program's earlier channel sub-blocks."""
-    if SUB_BLOCKS > 1:
-        value += tl.load(ptr + offsets, mask=mask & (sub > 0), other=0.0)
-    tl.store(ptr + offsets, value, mask=mask)
-
-
-@triton.jit
-def _program_setup(block, bias_ptr, D_ptr, channels, num_states, channels_per_group, num_groups, length,
+def _program_setup(bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups,
                    HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                    BLOCK_T: tl.constexpr):
-    """Indices and per-channel parameters of channel block ``block`` of this program's batch element.
+    """Indices and per-channel parameters of this program's (channel block, batch element), shared by both passes.
 
-    Returns chan (BLOCK_D,), state (BLOCK_N,), step (BLOCK_T,), state_mask (1, BLOCK_N), seq (BLOCK_D,) the index
-    of each channel's sequence, bc_start the start of the group's B/C rows, state_index (BLOCK_D, BLOCK_N), and the
+    Returns chan (BLOCK_D,), state (BLOCK_N,), step (BLOCK_T,), state_mask (1, BLOCK_N), rows (BLOCK_D,) the start of
+    each channel's sequence, bc_start the start of the group's B/C rows, state_index (BLOCK_D, BLOCK_N), and the
     fp32 delta_bias and D of the channels (zeros when absent).
     """
+    pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    chan = block * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides the group: every channel exists
+    chan = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)  # BLOCK_D divides the group: every channel exists
     state = tl.arange(0, BLOCK_N)
     step = tl.arange(0, BLOCK_T)
     state_mask = state[None, :] < num_states
-    group = (block * BLOCK_D) // channels_per_group
-    seq = pid_b * channels + chan
+    group = (pid_d * BLOCK_D) // channels_per_group
+    rows = (pid_b * channels + chan) * length
     bc_start = (pid_b * num_groups + group) * num_states * length
-    state_index = seq[:, None] * num_states + state[None, :]
+    state_index = (pid_b * channels + chan)[:, None] * num_states + state[None, :]
     bias = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_BIAS:
         bias = tl.load(bias_ptr + chan).to(tl.float32)
     skip = tl.zeros([BLOCK_D], dtype=tl.float32)
     if HAS_D:
         skip = tl.load(D_ptr + chan).to(tl.float32)
-    return chan, state, step, state_mask, seq, bc_start, state_index, bias, skip
-
-
-@triton.jit
-def _fwd_state_loop(A_ptr, B_ptr, C_ptr, out_ptr, chan, seq, state, step, steps, step_mask, bc_start, length,
-                    num_states, dt, dt_u, y, h, RETURN_STATES: tl.constexpr, BLOCK_T: tl.constexpr):
-    """One chunk, one state at a time on (BLOCK_D, BLOCK_T) tiles: returns (y, h) after the chunk."""
-    for n in range(0, num_states):
-        a2 = tl.load(A_ptr + chan * num_states + n).to(tl.float32) * LOG2_E
-        Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
-        _, _, states = _scan_states(dt, dt_u, a2[:, None], Bn[None, :], pick(h, state[None, :], n, 1)[:, None],
-                                    step[None, :] == 0, step_mask[None, :], 1)
-        if RETURN_STATES:
-            state_rows = (seq * num_states + n) * length  # (BLOCK_D,)
-            tl.store(out_ptr + state_rows[:, None] + steps[None, :], states.to(out_ptr.dtype.element_ty),
-                     mask=step_mask[None, :])
-        else:
-            Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
-            y += states * Cn[None, :]
-        h = tl.where(state[None, :] == n, pick(states, step[None, :], BLOCK_T - 1, 1)[:, None], h)
-    return y, h
-
-
-@triton.jit
-def _fwd_all_states(A_ptr, B_ptr, C_ptr, out_ptr, chan, state, step, steps, step_mask, state_mask, state_index,
-                    bc_start, length, num_states, dt, dt_u, y, h, RETURN_STATES: tl.constexpr, BLOCK_T: tl.constexpr):
-    """One chunk, all states in one scan of (BLOCK_T, BLOCK_D, BLOCK_N) tiles: returns (y, h) after the chunk.
-
-    Time comes first so that each thread holds whole chunks of its (channel, state) pairs and scans them without
-    shuffles: Triton spreads the last axes over the lanes.
-    """
-    a = tl.load(A_ptr + chan[:, None] * num_states + state[None, :], mask=state_mask, other=0.0).to(tl.float32)
-    bc = bc_start + state[None, :] * length + steps[:, None]  # (BLOCK_T, BLOCK_N) offsets of B and C
-    bc_mask = (state[None, :] < num_states) & step_mask[:, None]
-    Bc = tl.load(B_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
-    step_mask3 = step_mask[:, None, None]
-    _, _, states = _scan_states(tl.trans(dt)[:, :, None], tl.trans(dt_u)[:, :, None], (a * LOG2_E)[None, :, :],
-                                Bc[:, None, :], h[None, :, :], step[:, None, None] == 0, step_mask3, 0)
-    if RETURN_STATES:
-        tl.store(out_ptr + state_index[None, :, :] * length + steps[:, None, None],
-                 states.to(out_ptr.dtype.element_ty), mask=state_mask[None, :, :] & step_mask3)
-    else:
-        Cc = tl.load(C_ptr + bc, mask=bc_mask, other=0.0).to(tl.float32)
-        y += tl.trans(tl.sum(states * Cc[:, None, :], axis=2))
-    return y, pick(states, step[:, None, None], BLOCK_T - 1, 0)
+    return chan, state, step, state_mask, rows, bc_start, state_index, bias, skip
 
 
 @triton.jit
@@ -147,15 +78,15 @@ def selective_scan_fwd_kernel(
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr,
-        ALL_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
-    chan, state, step, state_mask, seq, bc_start, state_index, bias, skip = _program_setup(
-        tl.program_id(0), bias_ptr, D_ptr, channels, num_states, channels_per_group, num_groups, length, HAS_BIAS,
-        HAS_D, BLOCK_D, BLOCK_N, BLOCK_T)
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+    pid_b = tl.program_id(1).to(tl.int64)
+    chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
+        bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
+        BLOCK_N, BLOCK_T)
     if HAS_INITIAL:
         h = tl.load(initial_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-    rows = seq * length  # (BLOCK_D,) start of each channel's sequence
     for chunk in range(0, num_chunks):
         steps = chunk * BLOCK_T + step
         step_mask = steps < length
@@ -166,90 +97,24 @@ def selective_scan_fwd_kernel(
         _, dt = _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS, SOFTPLUS)
         dt_u = dt * u
         y = skip[:, None] * u
-        if ALL_STATES:
-            y, h = _fwd_all_states(A_ptr, B_ptr, C_ptr, out_ptr, chan, state, step, steps, step_mask, state_mask,
-                                   state_index, bc_start, length, num_states, dt, dt_u, y, h, RETURN_STATES, BLOCK_T)
-        else:
-            y, h = _fwd_state_loop(A_ptr, B_ptr, C_ptr, out_ptr, chan, seq, state, step, steps, step_mask, bc_start,
-                                   length, num_states, dt, dt_u, y, h, RETURN_STATES, BLOCK_T)
+        for n in range(0, num_states):
+            a2 = tl.load(A_ptr + chan * num_states + n).to(tl.float32) * LOG2_E  # exp(dt * A) = exp2(dt * a2)
+            Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+            _, _, states = _state_scan(dt, dt_u, a2, Bn, pick(h, state[None, :], n, 1), step, step_mask)
+            if RETURN_STATES:
+                state_rows = ((pid_b * channels + chan) * num_states + n) * length  # (BLOCK_D,)
+                tl.store(out_ptr + state_rows[:, None] + steps[None, :], states.to(out_ptr.dtype.element_ty),
+                         mask=step_mask[None, :])
+            else:
+                Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+                y += states * Cn[None, :]
+            h = tl.where(state[None, :] == n, pick(states, step[None, :], BLOCK_T - 1, 1)[:, None], h)
         if not RETURN_STATES:
             if HAS_Z:
                 z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
                 y = y * z * sigmoid(z)
             tl.store(out_ptr + tile, y.to(out_ptr.dtype.element_ty), mask=step_mask[None, :])
     tl.store(last_ptr + state_index, h.to(last_ptr.dtype.element_ty), mask=state_mask)
-
-
-@triton.jit
-def _bwd_state_loop(A_ptr, B_ptr, C_ptr, grad_out_ptr, part_B_ptr, part_C_ptr, chan, seq, state, step, steps,
-                    step_mask, bc_start, part_start, length, num_states, sub, dt, dt_u, grad_y, y, h0, carry, acc_A,
-                    HAS_Z: tl.constexpr, RETURN_STATES: tl.constexpr, SUB_BLOCKS: tl.constexpr,
-                    BLOCK_T: tl.constexpr):
-    """One chunk backwards, one state at a time: returns (y, carry, acc_A, grad_dt, grad_dt_u) with grad_dt the
-    decay part sum_n A * dL/d(dt * A) and grad_dt_u = sum_n B * dL/d(drive), both (BLOCK_D, BLOCK_T)."""
-    grad_dt = tl.zeros(dt.shape, dtype=tl.float32)
-    grad_dt_u = tl.zeros(dt.shape, dtype=tl.float32)
-    for n in range(0, num_states):
-        a = tl.load(A_ptr + chan * num_states + n).to(tl.float32)
-        Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
-        decay, drive, states = _scan_states(dt, dt_u, (a * LOG2_E)[:, None], Bn[None, :],
-                                            pick(h0, state[None, :], n, 1)[:, None], step[None, :] == 0,
-                                            step_mask[None, :], 1)
-        if RETURN_STATES:
-            state_rows = (seq * num_states + n) * length  # (BLOCK_D,)
-            grad_states = tl.load(grad_out_ptr + state_rows[:, None] + steps[None, :], mask=step_mask[None, :],
-                                  other=0.0).to(tl.float32)
-        else:
-            Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
-            if HAS_Z:
-                y += states * Cn[None, :]
-            _store_partial(part_C_ptr, part_start + n * length + steps, tl.sum(states * grad_y, axis=0), step_mask,
-                           sub, SUB_BLOCKS)
-            grad_states = grad_y * Cn[None, :]
-        grad_h = _scan_state_grads(grad_states, pick(carry, state[None, :], n, 1)[:, None], decay,
-                                   step[None, :] == BLOCK_T - 1, step_mask[None, :], 1)
-        carry = tl.where(state[None, :] == n, pick(decay * grad_h, step[None, :], 0, 1)[:, None], carry)
-        grad_decay_arg = grad_h * (states - drive)  # dL/d(dt * A); a_t * h_{t-1} = h_t - drive_t
-        acc_A = tl.where(state[None, :] == n, acc_A + tl.sum(grad_decay_arg * dt, axis=1)[:, None], acc_A)
-        grad_dt += grad_decay_arg * a[:, None]
-        grad_dt_u += grad_h * Bn[None, :]
-        _store_partial(part_B_ptr, part_start + n * length + steps, tl.sum(grad_h * dt_u, axis=0), step_mask, sub,
-                       SUB_BLOCKS)
-    return y, carry, acc_A, grad_dt, grad_dt_u
-
-
-@triton.jit
-def _bwd_all_states(A_ptr, B_ptr, C_ptr, grad_out_ptr, part_B_ptr, part_C_ptr, chan, state, step, steps, step_mask,
-                    state_mask, state_index, bc_start, part_start, length, num_states, sub, dt, dt_u, grad_y, y, h0,
-                    carry, acc_A, HAS_Z: tl.constexpr, RETURN_STATES: tl.constexpr, SUB_BLOCKS: tl.constexpr,
-                    BLOCK_T: tl.constexpr):
-    """One chunk backwards, all states in (BLOCK_T, BLOCK_D, BLOCK_N) tiles (time first, as in _fwd_all_states):
-    returns the same as _bwd_state_loop."""
-    a = tl.load(A_ptr + chan[:, None] * num_states + state[None, :], mask=state_mask, other=0.0).to(tl.float32)
-    bc = state[None, :] * length + steps[:, None]  # (BLOCK_T, BLOCK_N) offsets in the B/C and partial rows
-    bc_mask = (state[None, :] < num_states) & step_mask[:, None]
-    Bc = tl.load(B_ptr + bc_start + bc, mask=bc_mask, other=0.0).to(tl.float32)
-    step_mask3 = step_mask[:, None, None]
-    dt3 = tl.trans(dt)[:, :, None]  # (BLOCK_T, BLOCK_D, 1)
-    dt_u3 = tl.trans(dt_u)[:, :, None]
-    decay, drive, states = _scan_states(dt3, dt_u3, (a * LOG2_E)[None, :, :], Bc[:, None, :], h0[None, :, :],
-                                        step[:, None, None] == 0, step_mask3, 0)
-    if RETURN_STATES:
-        grad_states = tl.load(grad_out_ptr + state_index[None, :, :] * length + steps[:, None, None],
-                              mask=state_mask[None, :, :] & step_mask3, other=0.0).to(tl.float32)
-    else:
-        Cc = tl.load(C_ptr + bc_start + bc, mask=bc_mask, other=0.0).to(tl.float32)
-        if HAS_Z:
-            y += tl.trans(tl.sum(states * Cc[:, None, :], axis=2))
-        grad_y3 = tl.trans(grad_y)[:, :, None]
-        _store_partial(part_C_ptr, part_start + bc, tl.sum(states * grad_y3, axis=1), bc_mask, sub, SUB_BLOCKS)
-        grad_states = grad_y3 * Cc[:, None, :]
-    grad_h = _scan_state_grads(grad_states, carry[None, :, :], decay, step[:, None, None] == BLOCK_T - 1, step_mask3,
-                               0)
-    grad_decay_arg = grad_h * (states - drive)  # dL/d(dt * A); a_t * h_{t-1} = h_t - drive_t
-    _store_partial(part_B_ptr, part_start + bc, tl.sum(grad_h * dt_u3, axis=1), bc_mask, sub, SUB_BLOCKS)
-    return (y, pick(decay * grad_h, step[:, None, None], 0, 0), acc_A + tl.sum(grad_decay_arg * dt3, axis=0),
-            tl.trans(tl.sum(grad_decay_arg * a[None, :, :], axis=2)), tl.trans(tl.sum(grad_h * Bc[:, None, :], axis=2)))
 
 
 @triton.jit
@@ -261,72 +126,87 @@ def selective_scan_bwd_kernel(
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         HAS_GRAD_LAST: tl.constexpr, SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr,
-        ALL_STATES: tl.constexpr, SUB_BLOCKS: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-        BLOCK_T: tl.constexpr):
-    """Each program runs SUB_BLOCKS blocks of BLOCK_D channels one after the other, summing their dB/dC partials."""
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
-    part_start = (pid_b * tl.num_programs(0) + pid_d) * num_states * length  # this program's rows of dB/dC partials
-    for sub in range(0, SUB_BLOCKS):
-        chan, state, step, state_mask, seq, bc_start, state_index, bias, skip = _program_setup(
-            pid_d * SUB_BLOCKS + sub, bias_ptr, D_ptr, channels, num_states, channels_per_group, num_groups, length,
-            HAS_BIAS, HAS_D, BLOCK_D, BLOCK_N, BLOCK_T)
-        # carry: gradient reaching the state before the current chunk's successor, a_{t+1} * g_{t+1} (k form)
-        if HAS_GRAD_LAST:
-            carry = tl.load(grad_last_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
-        else:
-            carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-        acc_A = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
-        acc_D = tl.zeros([BLOCK_D], dtype=tl.float32)
-        acc_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
-        rows = seq * length  # (BLOCK_D,) start of each channel's sequence
-        for reverse_chunk in range(0, num_chunks):
-            chunk = num_chunks - 1 - reverse_chunk
-            steps = chunk * BLOCK_T + step
-            step_mask = steps < length
-            tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
-            h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
-            u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
-            pre, dt = _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS, SOFTPLUS)
-            dt_u = dt * u
-            grad_y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
-            if not RETURN_STATES:
-                grad_y = tl.load(grad_out_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
-            if HAS_Z:
-                z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
-                gate = sigmoid(z)
-                grad_gated = grad_y
-                grad_y = grad_y * z * gate
-            y = skip[:, None] * u
-            if ALL_STATES:
-                y, carry, acc_A, grad_dt, grad_dt_u = _bwd_all_states(
-                    A_ptr, B_ptr, C_ptr, grad_out_ptr, part_B_ptr, part_C_ptr, chan, state, step, steps, step_mask,
-                    state_mask, state_index, bc_start, part_start, length, num_states, sub, dt, dt_u, grad_y, y, h0,
-                    carry, acc_A, HAS_Z, RETURN_STATES, SUB_BLOCKS, BLOCK_T)
+    chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
+        bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
+        BLOCK_N, BLOCK_T)
+    part_start = (pid_b * tl.num_programs(0) + pid_d) * num_states * length  # this block's rows of dB/dC partials
+    # carry: gradient reaching the state before the current chunk's successor, a_{t+1} * g_{t+1} (k form)
+    if HAS_GRAD_LAST:
+        carry = tl.load(grad_last_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    acc_A = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    acc_D = tl.zeros([BLOCK_D], dtype=tl.float32)
+    acc_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    for reverse_chunk in range(0, num_chunks):
+        chunk = num_chunks - 1 - reverse_chunk
+        steps = chunk * BLOCK_T + step
+        step_mask = steps < length
+        tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
+        h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
+        u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+        pre, dt = _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS, SOFTPLUS)
+        dt_u = dt * u
+        grad_y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
+        if not RETURN_STATES:
+            grad_y = tl.load(grad_out_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+        if HAS_Z:
+            z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+            gate = sigmoid(z)
+            grad_gated = grad_y
+            grad_y = grad_y * z * gate
+        y = skip[:, None] * u
+        grad_dt = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)  # the decay part: sum_n A * dL/d(dt * A)
+        grad_dt_u = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)  # sum_n B * dL/d(drive)
+        for n in range(0, num_states):
+            a = tl.load(A_ptr + chan * num_states + n).to(tl.float32)
+            Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+            decay, drive, states = _state_scan(dt, dt_u, a * LOG2_E, Bn, pick(h0, state[None, :], n, 1), step,
+                                               step_mask)
+            if RETURN_STATES:
+                state_rows = ((pid_b * channels + chan) * num_states + n) * length  # (BLOCK_D,)
+                grad_states = tl.load(grad_out_ptr + state_rows[:, None] + steps[None, :], mask=step_mask[None, :],
+                                      other=0.0).to(tl.float32)
             else:
-                y, carry, acc_A, grad_dt, grad_dt_u = _bwd_state_loop(
-                    A_ptr, B_ptr, C_ptr, grad_out_ptr, part_B_ptr, part_C_ptr, chan, seq, state, step, steps,
-                    step_mask, bc_start, part_start, length, num_states, sub, dt, dt_u, grad_y, y, h0, carry, acc_A,
-                    HAS_Z, RETURN_STATES, SUB_BLOCKS, BLOCK_T)
-            if HAS_Z:
-                grad_z = grad_gated * y * gate * (1.0 + z * (1.0 - gate))
-                tl.store(grad_z_ptr + tile, grad_z.to(grad_z_ptr.dtype.element_ty), mask=step_mask[None, :])
-            grad_dt += grad_dt_u * u
-            grad_u = grad_dt_u * dt
-            if HAS_D:
-                acc_D += tl.sum(grad_y * u, axis=1)
-                grad_u += grad_y * skip[:, None]
-            if SOFTPLUS:
-                grad_dt = grad_dt * sigmoid(pre)
-            acc_bias += tl.sum(grad_dt, axis=1)
-            tl.store(grad_u_ptr + tile, grad_u.to(grad_u_ptr.dtype.element_ty), mask=step_mask[None, :])
-            tl.store(grad_delta_ptr + tile, grad_dt.to(grad_delta_ptr.dtype.element_ty), mask=step_mask[None, :])
-        tl.store(part_A_ptr + state_index, acc_A, mask=state_mask)
+                Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+                if HAS_Z:
+                    y += states * Cn[None, :]
+                tl.store(part_C_ptr + part_start + n * length + steps, tl.sum(states * grad_y, axis=0), mask=step_mask)
+                grad_states = grad_y * Cn[None, :]
+            # g_t = dL/dh_t = grad_states_t + a_{t+1} * g_{t+1} scanned from the chunk's end (each step holds its
+            # own decay a_t); the later chunks enter at the last step
+            carry_n = pick(carry, state[None, :], n, 1)
+            grad_states = tl.where(step[None, :] == BLOCK_T - 1, grad_states + carry_n[:, None], grad_states)
+            _, _, grad_h = tl.associative_scan((tl.full(decay.shape, 1.0, tl.float32), decay, grad_states), 1,
+                                               combine_next_decay, reverse=True)
+            grad_h = tl.where(step_mask[None, :], grad_h, 0.0)
+            carry = tl.where(state[None, :] == n, pick(decay * grad_h, step[None, :], 0, 1)[:, None], carry)
+            grad_decay_arg = grad_h * (states - drive)  # dL/d(dt * A); a_t * h_{t-1} = h_t - drive_t
+            acc_A = tl.where(state[None, :] == n, acc_A + tl.sum(grad_decay_arg * dt, axis=1)[:, None], acc_A)
+            grad_dt += grad_decay_arg * a[:, None]
+            grad_dt_u += grad_h * Bn[None, :]
+            tl.store(part_B_ptr + part_start + n * length + steps, tl.sum(grad_h * dt_u, axis=0), mask=step_mask)
+        if HAS_Z:
+            grad_z = grad_gated * y * gate * (1.0 + z * (1.0 - gate))
+            tl.store(grad_z_ptr + tile, grad_z.to(grad_z_ptr.dtype.element_ty), mask=step_mask[None, :])
+        grad_dt += grad_dt_u * u
+        grad_u = grad_dt_u * dt
         if HAS_D:
-            tl.store(part_D_ptr + seq, acc_D)
-        if HAS_BIAS:
-            tl.store(part_bias_ptr + seq, acc_bias)
-        if HAS_INITIAL:
-            tl.store(grad_initial_ptr + state_index, carry.to(grad_initial_ptr.dtype.element_ty), mask=state_mask)
-        if SUB_BLOCKS > 1:
-            tl.debug_barrier()  # the next sub-block reads the dB/dC partials other threads stored
+            acc_D += tl.sum(grad_y * u, axis=1)
+            grad_u += grad_y * skip[:, None]
+        if SOFTPLUS:
+            grad_dt = grad_dt * sigmoid(pre)
+        acc_bias += tl.sum(grad_dt, axis=1)
+        tl.store(grad_u_ptr + tile, grad_u.to(grad_u_ptr.dtype.element_ty), mask=step_mask[None, :])
+        tl.store(grad_delta_ptr + tile, grad_dt.to(grad_delta_ptr.dtype.element_ty), mask=step_mask[None, :])
+    chan_index = pid_b * channels + chan
+    tl.store(part_A_ptr + state_index, acc_A, mask=state_mask)
+    if HAS_D:
+        tl.store(part_D_ptr + chan_index, acc_D)
+    if HAS_BIAS:
+        tl.store(part_bias_ptr + chan_index, acc_bias)
+    if HAS_INITIAL:
+        tl.store(grad_initial_ptr + state_index, carry.to(grad_initial_ptr.dtype.element_ty), mask=state_mask)
