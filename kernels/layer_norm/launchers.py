@@ -63,17 +63,20 @@ def _as_pixel_layout(x):
     return x, strides
 
 
-def _empty_like_layout(x, dtype, empty):
-    """An uninitialised tensor shaped like x (NCHW or channels-last memory) with x's strides, from ``empty``."""
+def _empty_like_layout(x, dtype, empty, channels_last=None):
+    """An uninitialised tensor shaped like x from ``empty``: channels-last memory if ``channels_last``, NCHW if
+    False, x's layout (NCHW unless x is channels-last) if None."""
     batch, channels, height, width = x.shape
-    if x.is_contiguous():
+    if channels_last is None:
+        channels_last = not x.is_contiguous()
+    if not channels_last:
         return empty(batch, channels, height, width, dtype=dtype, device=x.device)
     return empty(batch, height, width, channels, dtype=dtype, device=x.device).permute(0, 3, 1, 2)  # (b, C, H, W)
 
 
 def layer_norm_2d_fwd_triton(x, weight, bias, eps, out_dtype, save_stats, empty=torch.empty, tile=None,
                              num_warps=None):
-    """Forward launcher: (y in x's memory format, mean (batch, H*W) fp32, rstd (batch, H*W) fp32).
+    """Forward launcher: (y in channels-last memory, mean (batch, H*W) fp32, rstd (batch, H*W) fp32).
 
     The statistics are empty tensors unless ``save_stats`` (kept for the backward). ``empty`` allocates the outputs
     (tests poison them with NaN); ``tile`` (elements per program) and ``num_warps`` override the launch shape.
@@ -83,24 +86,25 @@ def layer_norm_2d_fwd_triton(x, weight, bias, eps, out_dtype, save_stats, empty=
     x, (stride_c, stride_p) = _as_pixel_layout(x)
     length = height * width
     block_c, block_p, num_warps = block_sizes(channels, tile, num_warps)
-    y = _empty_like_layout(x, out_dtype, empty)
+    y = _empty_like_layout(x, out_dtype, empty, channels_last=True)
     stats_shape = (batch, length) if save_stats else (0,)
     mean, rstd = (empty(*stats_shape, dtype=torch.float32, device=x.device) for _ in range(2))
     from .triton_kernels import layer_norm_2d_fwd_kernel
     layer_norm_2d_fwd_kernel[(triton.cdiv(length, block_p), batch)](
-        x, weight, bias, y, mean, rstd, channels, length, stride_c, stride_p, eps, SAVE_STATS=save_stats,
+        x, weight, bias, y, mean, rstd, channels, length, stride_c, stride_p, 1, channels, eps, SAVE_STATS=save_stats,
         BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps)
     return y, mean, rstd
 
 
 def layer_norm_2d_bwd_triton(grad_y, x, weight, mean, rstd, empty=torch.empty, tile=None, num_warps=None):
-    """Backward launcher: (grad_x in x's memory format and dtype, grad_weight, grad_bias in weight's dtype)."""
+    """Backward launcher: (grad_x in x's memory format and dtype, grad_weight, grad_bias in weight's dtype);
+    ``grad_y`` is read in channels-last memory (the forward's output layout; anything else is copied to it)."""
     batch, channels, height, width = check_layer_norm_2d_args(x, weight, weight)
     check_shape('grad_y', grad_y, x.shape)
     _check_triton_call(x, weight)
     x, (stride_c, stride_p) = _as_pixel_layout(x)
-    if grad_y.stride() != x.stride():
-        grad_y = _empty_like_layout(x, grad_y.dtype, torch.empty).copy_(grad_y)
+    if pixel_strides(grad_y) != (1, channels):
+        grad_y = _empty_like_layout(x, grad_y.dtype, torch.empty, channels_last=True).copy_(grad_y)
     length = height * width
     check_shape('mean', mean, (batch, length))
     check_shape('rstd', rstd, (batch, length))
@@ -111,6 +115,6 @@ def layer_norm_2d_bwd_triton(grad_y, x, weight, mean, rstd, empty=torch.empty, t
                               for _ in range(2))
     from .triton_kernels import layer_norm_2d_bwd_kernel
     layer_norm_2d_bwd_kernel[(num_blocks, batch)](
-        x, weight, mean, rstd, grad_y, grad_x, part_weight, part_bias, channels, length, stride_c, stride_p,
-        BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps)
+        x, weight, mean, rstd, grad_y, grad_x, part_weight, part_bias, channels, length, stride_c, stride_p, 1,
+        channels, BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps)
     return grad_x, part_weight.sum(0).to(weight.dtype), part_bias.sum(0).to(weight.dtype)

@@ -1,8 +1,9 @@
 """Public channel-first LayerNorm: normalise the channels of every pixel of a (batch, C, H, W) map.
 
 Layers: ``mmssm::layer_norm_2d_fwd`` / ``mmssm::layer_norm_2d_bwd`` torch.library custom ops (fake kernels for
-torch.compile) running the Triton launchers -> a small autograd Function -> :func:`layer_norm_2d`, which takes
-the Triton path for CUDA tensors (NCHW or channels-last memory, C <= 2048) and the PyTorch one otherwise
+torch.compile) running the Triton launchers -> a small autograd Function (custom ops only under a tracer,
+``common.launch.traced``) -> :func:`layer_norm_2d`, which takes
+the Triton path for CUDA tensors (NCHW or channels-last input, C <= 2048) and the PyTorch one otherwise
 (:func:`layer_norm_2d_fused` is the Triton path alone, for tests under TRITON_INTERPRET=1).
 ``MMSSM_NORM_IMPL=torch`` in the environment forces the PyTorch path (A/B timing, debugging).
 """
@@ -13,31 +14,35 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..common.launch import traced
 from .launchers import (check_layer_norm_2d_args, layer_norm_2d_bwd_triton, layer_norm_2d_fwd_triton,
                         triton_supports)
 
 
-@torch.library.custom_op('mmssm::layer_norm_2d_fwd', mutates_args=())
-def layer_norm_2d_fwd(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype,
-                      save_stats: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _layer_norm_2d_fwd_eager(x: Tensor, weight: Tensor, bias: Tensor, eps: float, out_dtype: torch.dtype,
+                             save_stats: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(y, mean, rstd): the per-pixel statistics are kept for the backward."""
     return layer_norm_2d_fwd_triton(x, weight, bias, eps, out_dtype, save_stats)
+
+
+layer_norm_2d_fwd = torch.library.custom_op('mmssm::layer_norm_2d_fwd', mutates_args=())(_layer_norm_2d_fwd_eager)
 
 
 @layer_norm_2d_fwd.register_fake
 def _layer_norm_2d_fwd_fake(x, weight, bias, eps, out_dtype, save_stats):
     batch, _, height, width = x.shape
     stats_shape = (batch, height * width) if save_stats else (0,)
-    y = torch.empty_like(x, dtype=out_dtype) if x.is_contiguous(memory_format=torch.channels_last) \
-        else x.new_empty(x.shape, dtype=out_dtype)
+    y = x.new_empty(batch, height, width, x.shape[1], dtype=out_dtype).permute(0, 3, 1, 2)  # channels-last memory
     return y, x.new_empty(stats_shape, dtype=torch.float32), x.new_empty(stats_shape, dtype=torch.float32)
 
 
-@torch.library.custom_op('mmssm::layer_norm_2d_bwd', mutates_args=())
-def layer_norm_2d_bwd(grad_y: Tensor, x: Tensor, weight: Tensor, mean: Tensor,
-                      rstd: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _layer_norm_2d_bwd_eager(grad_y: Tensor, x: Tensor, weight: Tensor, mean: Tensor,
+                             rstd: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of (x, weight, bias)."""
     return layer_norm_2d_bwd_triton(grad_y, x, weight, mean, rstd)
+
+
+layer_norm_2d_bwd = torch.library.custom_op('mmssm::layer_norm_2d_bwd', mutates_args=())(_layer_norm_2d_bwd_eager)
 
 
 @layer_norm_2d_bwd.register_fake
@@ -52,19 +57,21 @@ class LayerNorm2dFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps, out_dtype, save_stats):
-        y, mean, rstd = torch.ops.mmssm.layer_norm_2d_fwd(x, weight, bias, eps, out_dtype, save_stats)
+        fwd_op = torch.ops.mmssm.layer_norm_2d_fwd if traced() else _layer_norm_2d_fwd_eager
+        y, mean, rstd = fwd_op(x, weight, bias, eps, out_dtype, save_stats)
         ctx.save_for_backward(x, weight, mean, rstd)
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
         x, weight, mean, rstd = ctx.saved_tensors
-        grad_x, grad_weight, grad_bias = torch.ops.mmssm.layer_norm_2d_bwd(grad_y, x, weight, mean, rstd)
+        bwd_op = torch.ops.mmssm.layer_norm_2d_bwd if traced() else _layer_norm_2d_bwd_eager
+        grad_x, grad_weight, grad_bias = bwd_op(grad_y, x, weight, mean, rstd)
         return grad_x, grad_weight, grad_bias, None, None, None
 
 
 def layer_norm_2d_torch(x, weight, bias, eps, out_dtype):
-    """The PyTorch path: ``F.layer_norm`` on the channels-last view; returns channels-last memory."""
+    """The PyTorch path: ``F.layer_norm`` on the channels-last view (a copy unless x is channels-last memory)."""
     pixels = x.permute(0, 2, 3, 1)  # (batch, H, W, C)
     y = F.layer_norm(pixels, pixels.shape[-1:], weight, bias, eps)
     return y.permute(0, 3, 1, 2).to(out_dtype)  # (batch, C, H, W)
@@ -86,7 +93,8 @@ def layer_norm_2d(x, weight, bias, eps=1e-5, out_dtype=None):
             projection that would cast it anyway.
 
     Returns:
-        (batch, C, H, W): the Triton path keeps x's memory format; the PyTorch path returns channels-last memory.
+        (batch, C, H, W) in channels-last memory, the layout of per-pixel Linear layers (the Triton path reads NCHW
+        input and writes channels-last output in one pass).
     """
     check_layer_norm_2d_args(x, weight, bias)
     if x.is_cuda and triton_supports(x, weight) and os.environ.get('MMSSM_NORM_IMPL') != 'torch':

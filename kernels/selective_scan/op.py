@@ -2,7 +2,8 @@
 
 Layers: ``mmssm::selective_scan_fwd`` / ``mmssm::selective_scan_bwd`` torch.library custom ops (fake kernels for
 torch.compile, FLOP formulas for FlopCounterMode) that dispatch CUDA tensors to the Triton launchers and CPU (or
-float64) tensors to the chunked PyTorch path -> a small autograd Function -> :func:`selective_scan`.
+float64) tensors to the chunked PyTorch path -> a small autograd Function -> :func:`selective_scan`. The Function
+calls the custom ops only under a tracer (``common.launch.traced``); plain eager calls run their functions directly.
 ``MMSSM_SCAN_IMPL=ref`` in the environment forces the naive reference everywhere (debugging).
 """
 import os
@@ -13,6 +14,7 @@ from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
 from .chunked import selective_scan_chunked_bwd, selective_scan_chunked_fwd
+from ..common.launch import traced
 from .launchers import check_selective_scan_args, chunk_length, selective_scan_bwd_triton, selective_scan_fwd_triton
 from .naive import selective_scan_ref
 
@@ -23,11 +25,10 @@ def _uses_triton(u):
     return u.is_cuda and u.dtype != torch.float64
 
 
-@torch.library.custom_op('mmssm::selective_scan_fwd', mutates_args=())
-def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Optional[Tensor], D: Optional[Tensor],
-                       z: Optional[Tensor], delta_bias: Optional[Tensor], initial_state: Optional[Tensor],
-                       delta_softplus: bool, return_states: bool, out_dtype: torch.dtype,
-                       save_checkpoints: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _selective_scan_fwd_eager(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Optional[Tensor],
+                              D: Optional[Tensor], z: Optional[Tensor], delta_bias: Optional[Tensor],
+                              initial_state: Optional[Tensor], delta_softplus: bool, return_states: bool,
+                              out_dtype: torch.dtype, save_checkpoints: bool) -> tuple[Tensor, Tensor, Tensor]:
     """(out, last_state, checkpoints): checkpoints are empty unless the Triton path keeps them for its backward."""
     if _uses_triton(u):
         return selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
@@ -35,6 +36,9 @@ def selective_scan_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Option
     out, last_state = selective_scan_chunked_fwd(u, delta, A, B, C, D, z, delta_bias, delta_softplus, initial_state,
                                                  return_states, out_dtype)
     return out, last_state, u.new_empty(0, dtype=torch.float32)
+
+
+selective_scan_fwd = torch.library.custom_op('mmssm::selective_scan_fwd', mutates_args=())(_selective_scan_fwd_eager)
 
 
 @selective_scan_fwd.register_fake
@@ -50,11 +54,10 @@ def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state,
             u.new_empty(checkpoint_shape, dtype=torch.float32))
 
 
-@torch.library.custom_op('mmssm::selective_scan_bwd', mutates_args=())
-def selective_scan_bwd(grad_out: Tensor, grad_last_state: Optional[Tensor], u: Tensor, delta: Tensor, A: Tensor,
-                       B: Tensor, C: Optional[Tensor], D: Optional[Tensor], z: Optional[Tensor],
-                       delta_bias: Optional[Tensor], initial_state: Optional[Tensor], checkpoints: Tensor,
-                       delta_softplus: bool, return_states: bool) -> list[Tensor]:
+def _selective_scan_bwd_eager(grad_out: Tensor, grad_last_state: Optional[Tensor], u: Tensor, delta: Tensor,
+                              A: Tensor, B: Tensor, C: Optional[Tensor], D: Optional[Tensor], z: Optional[Tensor],
+                              delta_bias: Optional[Tensor], initial_state: Optional[Tensor], checkpoints: Tensor,
+                              delta_softplus: bool, return_states: bool) -> list[Tensor]:
     """Gradients of (u, delta, A, B, C, D, z, delta_bias, initial_state); an empty tensor stands for an absent input."""
     if _uses_triton(u):
         grads = selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias,
@@ -63,6 +66,9 @@ def selective_scan_bwd(grad_out: Tensor, grad_last_state: Optional[Tensor], u: T
         grads = selective_scan_chunked_bwd(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias,
                                            delta_softplus, initial_state, return_states)
     return [u.new_empty(0) if grad is None else grad for grad in grads]
+
+
+selective_scan_bwd = torch.library.custom_op('mmssm::selective_scan_bwd', mutates_args=())(_selective_scan_bwd_eager)
 
 
 @selective_scan_bwd.register_fake
@@ -108,9 +114,9 @@ class SelectiveScanFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states, out_dtype,
                 save_checkpoints):
-        out, last_state, checkpoints = torch.ops.mmssm.selective_scan_fwd(
-            u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states, out_dtype,
-            save_checkpoints)
+        fwd_op = torch.ops.mmssm.selective_scan_fwd if traced() else _selective_scan_fwd_eager
+        out, last_state, checkpoints = fwd_op(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus,
+                                              return_states, out_dtype, save_checkpoints)
         ctx.save_for_backward(u, delta, A, B, C, D, z, delta_bias, initial_state, checkpoints)
         ctx.delta_softplus, ctx.return_states = delta_softplus, return_states
         ctx.set_materialize_grads(False)
@@ -124,8 +130,8 @@ class SelectiveScanFunction(torch.autograd.Function):
             batch, channels, length = u.shape
             shape = (batch, channels, A.shape[1], length) if ctx.return_states else u.shape
             grad_out = u.new_zeros(shape, dtype=torch.float32)
-        grads = torch.ops.mmssm.selective_scan_bwd(grad_out, grad_last_state, *inputs, checkpoints,
-                                                   ctx.delta_softplus, ctx.return_states)
+        bwd_op = torch.ops.mmssm.selective_scan_bwd if traced() else _selective_scan_bwd_eager
+        grads = bwd_op(grad_out, grad_last_state, *inputs, checkpoints, ctx.delta_softplus, ctx.return_states)
         grads = [None if t is None else grad for grad, t in zip(grads, inputs)]
         return (*grads, None, None, None, None)
 

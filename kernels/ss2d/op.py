@@ -1,7 +1,8 @@
 """Public fused SS2D core.
 
 Layers: ``mmssm::ss2d_fwd`` / ``mmssm::ss2d_bwd`` torch.library custom ops (fake kernels for torch.compile, FLOP
-formulas) running the fused Triton launchers -> a small autograd Function -> :func:`ss2d_scan_fused`.
+formulas) running the fused Triton launchers -> a small autograd Function (custom ops only under a tracer,
+``common.launch.traced``) -> :func:`ss2d_scan_fused`.
 :func:`ss2d_scan` dispatches: CUDA tensors take the fused op, CPU (and float64) tensors the composition of the
 unfused public ops (cross_scan, projections, selective_scan, cross_merge), which is :func:`ss2d_scan_ref` run on them.
 ``MMSSM_SS2D_IMPL=separate`` in the environment makes CUDA tensors take that composition too (A/B timing), and
@@ -19,17 +20,20 @@ from ..cross_scan.naive import ROUTES
 from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
+from ..common.launch import traced
 from .launchers import block_sizes, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
 from .naive import ss2d_scan_ref
 
 
-@torch.library.custom_op('mmssm::ss2d_fwd', mutates_args=())
-def ss2d_fwd(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor,
-             Ds: Tensor, codes: list[int], out_dtype: torch.dtype, save_states: bool,
-             block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
+def _ss2d_fwd_eager(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor,
+                    Ds: Tensor, codes: list[int], out_dtype: torch.dtype, save_states: bool,
+                    block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
     """(y, x_dbl, states): x_dbl and the chunk states are kept for the backward."""
     return ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype,
                            save_states, block_l=block_l)
+
+
+ss2d_fwd = torch.library.custom_op('mmssm::ss2d_fwd', mutates_args=())(_ss2d_fwd_eager)
 
 
 @ss2d_fwd.register_fake
@@ -44,13 +48,15 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
             x.new_empty(states_shape, dtype=torch.float32))
 
 
-@torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())
-def ss2d_bwd(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
-             dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor, codes: list[int],
-             block_l: Optional[int]) -> list[Tensor]:
+def _ss2d_bwd_eager(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
+                    dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor, codes: list[int],
+                    block_l: Optional[int]) -> list[Tensor]:
     """Gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)."""
     return list(ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
                                 Ds, codes, block_l=block_l))
+
+
+ss2d_bwd = torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())(_ss2d_bwd_eager)
 
 
 @ss2d_bwd.register_fake
@@ -88,8 +94,9 @@ class SS2DFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                 block_l):
-        y, x_dbl, states = torch.ops.mmssm.ss2d_fwd(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
-                                                    codes, out_dtype, save_states, block_l)
+        fwd_op = torch.ops.mmssm.ss2d_fwd if traced() else _ss2d_fwd_eager
+        y, x_dbl, states = fwd_op(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype,
+                                  save_states, block_l)
         ctx.save_for_backward(x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
         ctx.codes, ctx.block_l = codes, block_l
         return y
@@ -97,7 +104,8 @@ class SS2DFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_y):
         x, x_dbl, states, *weights = ctx.saved_tensors
-        grads = torch.ops.mmssm.ss2d_bwd(grad_y, x, x_dbl, states, *weights, ctx.codes, ctx.block_l)
+        bwd_op = torch.ops.mmssm.ss2d_bwd if traced() else _ss2d_bwd_eager
+        grads = bwd_op(grad_y, x, x_dbl, states, *weights, ctx.codes, ctx.block_l)
         return (*grads, None, None, None, None)
 
 

@@ -11,8 +11,9 @@ from .autocast import autocast_dtype
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a (batch, C, H, W) map; the same parameters as ``nn.LayerNorm(C)``.
 
-    On CUDA it runs the fused ``mmssm.kernels.layer_norm_2d`` kernel, which keeps the input's memory format (NCHW
-    stays NCHW, no layout copies); on CPU ``F.layer_norm`` on the channels-last view returns channels-last memory.
+    Returns channels-last memory (NCHW shaped), the layout ``Linear2d`` multiplies without copies: on CUDA the
+    ``mmssm.kernels.layer_norm_2d`` kernel reads NCHW or channels-last input and writes that in one pass; on CPU
+    ``F.layer_norm`` runs on the channels-last view.
     Under autocast the output is fp32 like ``nn.LayerNorm``'s, unless ``feeds_projection``: when the output only
     feeds a projection, which would cast it to the autocast dtype anyway, it is written in that dtype directly
     (the same numbers, half the bytes).
