@@ -5,8 +5,9 @@
 
 For each model: inference img/s (forward, no grad), training img/s (forward + backward + AdamW step) and the peak
 memory of each (--inference-only skips training, e.g. for large inputs). With --amp both run under fp16 autocast
-(training with a GradScaler). --profile adds, for the first config, the GPU time of one training step by kernel
-category (scans, LayerNorm, GEMMs, copies, ...) and the host time of the mmssm ops.
+(training with a GradScaler). --profile adds, for the first config, the GPU time of one inference batch and one
+training step by kernel category (scans, LayerNorm, GEMMs, copies, ...) against the wall time, and the host time
+to enqueue the step (when it approaches the wall time, the step is bound by Python / launch overhead).
 """
 import argparse
 import logging
@@ -31,7 +32,7 @@ def parse_args(argv=None):
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--profile', action='store_true', help='profile one training step of the first config')
+    parser.add_argument('--profile', action='store_true', help='profile inference and training of the first config')
     parser.add_argument('--inference-only', action='store_true', help='no training step')
     return parser.parse_args(argv)
 
@@ -110,7 +111,7 @@ def benchmark(model, num_classes, args):
 
     infer_s, infer_mem = measure(infer, device, args.warmup, args.iters)
     result = dict(infer=args.batch_size / infer_s, infer_mem=infer_mem, train=float('nan'), train_mem=float('nan'),
-                  step=None)
+                  infer_step=infer, step=None)
     if args.inference_only:
         return result
 
@@ -148,10 +149,15 @@ def kernel_category(name):
     return next((label for label, markers in KERNEL_CATEGORIES if any(m in name for m in markers)), 'other')
 
 
-def profile_step(step, device):
-    """One training step under the profiler: GPU time by kernel category, top kernels, host time of the mmssm ops."""
+def profile_step(step, device, what):
+    """One call of ``step`` under the profiler: GPU time by kernel category and the top kernels."""
     from torch.profiler import ProfilerActivity, profile
-    step()
+    host_ms = []
+    for _ in range(3):
+        sync(device)
+        start = time.perf_counter()
+        step()
+        host_ms.append((time.perf_counter() - start) * 1e3)  # until the last launch returns (or a sync inside)
     sync(device)
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start = time.perf_counter()
@@ -159,10 +165,11 @@ def profile_step(step, device):
         sync(device)
         wall_ms = (time.perf_counter() - start) * 1e3
     averages = prof.key_averages()
-    kernels = [e for e in averages if e.device_type.name == 'CUDA' and e.self_device_time_total > 0]
+    kernels = [e for e in averages if e.device_type.name == 'CUDA' and e.self_device_time_total > 0
+               and not getattr(e, 'is_user_annotation', False) and not e.key.startswith('Optimizer.')]  # spans
     total = sum(e.self_device_time_total for e in kernels) or 1.0
-    print(f'\nprofile of one training step: {total / 1e3:.2f} ms of GPU kernels in {wall_ms:.1f} ms of wall time '
-          f'(under the profiler)')
+    print(f'\nprofile of one {what}: {total / 1e3:.2f} ms of GPU kernels in {wall_ms:.1f} ms of wall time '
+          f'(under the profiler); {sorted(host_ms)[1]:.1f} ms of host time to enqueue it (without the profiler)')
     by_category = {}
     for e in kernels:
         by_category.setdefault(kernel_category(e.key), []).append(e)
@@ -174,9 +181,6 @@ def profile_step(step, device):
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:15]:
         print(f'  {100 * e.self_device_time_total / total:5.1f}%  {e.self_device_time_total / 1e3:8.2f} ms  '
               f'x{e.count:<4d} {e.key[:90]}')
-    custom = [e for e in averages if e.key.startswith('mmssm::')]
-    print('host (CPU) time of the mmssm ops, launch included: ' + ', '.join(
-        f'{e.key} x{e.count} {e.cpu_time_total / 1e3:.1f} ms' for e in sorted(custom, key=lambda e: e.key)))
 
 
 def main(argv=None):
@@ -187,18 +191,18 @@ def main(argv=None):
     print(f'device {torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}, torch '
           f'{torch.__version__}, batch {args.batch_size}, {args.img_size}x{args.img_size}, amp={args.amp}')
     print('| model | inference img/s | peak GiB | training img/s | peak GiB |\n|---|---|---|---|---|')
-    first_step = None
     for name, build in models:
         model, num_classes = build()
         result = benchmark(model, num_classes, args)
-        first_step = first_step or result['step']
         print(f"| {name} | {result['infer']:.0f} | {result['infer_mem']:.1f} | {result['train']:.0f} | "
               f"{result['train_mem']:.1f} |", flush=True)
+        if args.profile and name == models[0][0] and args.device.startswith('cuda'):
+            profile_step(result['infer_step'], args.device, 'inference batch')
+            if result['step'] is not None:
+                profile_step(result['step'], args.device, 'training step')
         del model, result
         if args.device.startswith('cuda'):
             torch.cuda.empty_cache()
-    if args.profile and first_step is not None and args.device.startswith('cuda'):
-        profile_step(first_step, args.device)
 
 
 if __name__ == '__main__':
