@@ -124,3 +124,15 @@ def test_linear2d_matches_linear_and_returns_channels_last(bias):
         torch.testing.assert_close(y, expected)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         assert layer(x).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_fake_kernels_match_real_outputs(memory_format):
+    """torch.compile trusts the fake kernels' shapes, dtypes and strides."""
+    x, weight, bias = (t.float() for t in make_inputs((2, 5, 3, 4)))
+    x = x.contiguous(memory_format=memory_format)
+    args = (x, weight, bias, 1e-5, torch.float16, True)
+    torch.library.opcheck(torch.ops.mmssm.layer_norm_2d_fwd.default, args, test_utils='test_faketensor')
+    y, mean, rstd = torch.ops.mmssm.layer_norm_2d_fwd(*args)
+    torch.library.opcheck(torch.ops.mmssm.layer_norm_2d_bwd.default, (torch.randn_like(y), x, weight, mean, rstd),
+                          test_utils='test_faketensor')

@@ -225,6 +225,18 @@ def test_torch_compile_fullgraph():
     assert model.A.grad is not None and torch.isfinite(model.A.grad).all()
 
 
+def test_fake_kernels_match_real_outputs():
+    """torch.compile trusts the fake kernels' shapes, dtypes and strides, also for non-contiguous inputs."""
+    inputs = make_inputs(2, 4, 3, 9, 2, z=True)
+    inputs['delta'] = inputs['delta'].transpose(1, 2).contiguous().transpose(1, 2)  # (batch, D, L), L-major memory
+    args = [inputs.get(name) for name in ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias')]
+    fwd_args = (*args, None, True, False, torch.float32, True)
+    torch.library.opcheck(torch.ops.mmssm.selective_scan_fwd.default, fwd_args, test_utils='test_faketensor')
+    out, _, checkpoints = torch.ops.mmssm.selective_scan_fwd(*fwd_args)
+    bwd_args = (torch.randn_like(out), None, *args, None, checkpoints, True, False)
+    torch.library.opcheck(torch.ops.mmssm.selective_scan_bwd.default, bwd_args, test_utils='test_faketensor')
+
+
 def test_clear_errors(monkeypatch):
     inputs = make_inputs(2, 4, 3, 5, 2)
     bad = [

@@ -138,3 +138,17 @@ def test_bad_arguments_raise():
         ss2d_scan(inputs[0].to(torch.int32), *inputs[1:])
     with pytest.raises(ValueError, match='block_l'):
         ss2d_scan_fused(*inputs, block_l=24)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fake_kernels_match_real_outputs(channels_last):
+    """torch.compile trusts the fake kernels' shapes, dtypes and strides (a channels-last x in VMamba)."""
+    x, *params = [t.float() for t in make_inputs(4, 1)]
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    codes = [0, 1, 2, 3]
+    args = (x, *params, codes, torch.float32, True, None)
+    torch.library.opcheck(torch.ops.mmssm.ss2d_fwd.default, args, test_utils='test_faketensor')
+    y, x_dbl, states = torch.ops.mmssm.ss2d_fwd(*args)
+    grad_args = (torch.randn_like(y), x, x_dbl, states, *params, codes, None)
+    torch.library.opcheck(torch.ops.mmssm.ss2d_bwd.default, grad_args, test_utils='test_faketensor')

@@ -47,9 +47,11 @@ layer_norm_2d_bwd = torch.library.custom_op('mmssm::layer_norm_2d_bwd', mutates_
 
 @layer_norm_2d_bwd.register_fake
 def _layer_norm_2d_bwd_fake(grad_y, x, weight, mean, rstd):
-    grad_x = torch.empty_like(x) if x.is_contiguous(memory_format=torch.channels_last) else torch.empty_like(
-        x, memory_format=torch.contiguous_format)
-    return grad_x, torch.empty_like(weight), torch.empty_like(weight)
+    if x.is_contiguous() or not x.is_contiguous(memory_format=torch.channels_last):  # NCHW, as the launcher
+        grad_x = x.new_empty(x.shape)
+    else:
+        grad_x = torch.empty_like(x, memory_format=torch.channels_last)
+    return grad_x, weight.new_empty(weight.shape), weight.new_empty(weight.shape)
 
 
 class LayerNorm2dFunction(torch.autograd.Function):

@@ -75,7 +75,7 @@ selective_scan_bwd = torch.library.custom_op('mmssm::selective_scan_bwd', mutate
 def _selective_scan_bwd_fake(grad_out, grad_last_state, u, delta, A, B, C, D, z, delta_bias, initial_state,
                              checkpoints, delta_softplus, return_states):
     inputs = (u, delta, A, B, C, D, z, delta_bias, initial_state)
-    return [u.new_empty(0) if t is None else torch.empty_like(t) for t in inputs]
+    return [u.new_empty(0) if t is None else t.new_empty(t.shape) for t in inputs]  # contiguous, as the launchers
 
 
 def selective_scan_flop_count(batch, channels, length, num_states, with_D=True, with_z=False):

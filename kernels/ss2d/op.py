@@ -62,7 +62,8 @@ ss2d_bwd = torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())(_ss2d_bwd
 @ss2d_bwd.register_fake
 def _ss2d_bwd_fake(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
                    block_l):
-    return [torch.empty_like(t) for t in (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)]
+    # contiguous like the launcher's results (grad x is NCHW memory whatever x's layout)
+    return [t.new_empty(t.shape) for t in (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)]
 
 
 def ss2d_flop_count(batch, channels, length, num_routes, rank, num_states):
