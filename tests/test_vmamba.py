@@ -492,3 +492,24 @@ def test_ss2d_gated_form_and_argument_errors():
         ss2d_module.SS2D(16, routes=('diagonal',))
     with pytest.raises(ValueError, match=r'SS2D\(16\) expects \(batch, 16, H, W\), got \(1, 8, 4, 4\)'):
         gated(torch.randn(1, 8, 4, 4))
+
+
+def test_compiles_as_one_graph_on_the_cuda_path(monkeypatch):
+    """torch.compile(fullgraph=True) under autocast with the ops CUDA runs (fused SS2D core, LayerNorm2d kernel; the
+    Triton interpreter runs them here): one graph, and the same outputs and gradients as eager."""
+    from mmssm.kernels.layer_norm import layer_norm_2d_fused
+    from mmssm.kernels.ss2d import ss2d_scan_fused
+    from mmssm.models.layers import norm as norm_module
+    monkeypatch.setattr(norm_module, 'layer_norm_2d', lambda x, w, b, eps, out_dtype=None: layer_norm_2d_fused(
+        x, w, b, eps, out_dtype))
+    monkeypatch.setattr(ss2d_module, 'ss2d_scan', lambda *a, routes, out_dtype=None: ss2d_scan_fused(*a, routes=routes))
+    model, x = VMamba(dict(embed_dims=8, depths=(1, 1)), out_indices=(1,)), torch.randn(2, 3, 16, 16)
+    results = []
+    for run in (model, torch.compile(model, fullgraph=True, backend='aot_eager')):
+        model.zero_grad()
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = run(x)[0]
+        out.float().square().sum().backward()
+        results.append([out.float()] + [p.grad.clone() for p in model.parameters()])
+    for eager, compiled in zip(*results):
+        torch.testing.assert_close(compiled, eager)
