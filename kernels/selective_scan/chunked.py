@@ -2,6 +2,7 @@
 
 The scan h_t = a_t * h_{t-1} + b_t runs in two short loops instead of one per token: a loop over the T steps of
 every chunk at once (all chunks in parallel), then a loop over the L / T chunks carrying the state; T ~ sqrt(L).
+Each step is one in-place ``addcmul`` (the per-op overhead of the small steps dominates on the CPU).
 Memory stays O(batch * D * N * L). Math is fp32 (fp64 for fp64 inputs).
 """
 import math
@@ -21,17 +22,18 @@ def linear_scan(decay, drive, initial=None):
     decay = decay.movedim(-1, 0).movedim(-1, 0).contiguous()  # (chunks, T, ...): slices are contiguous
     drive = drive.movedim(-1, 0).movedim(-1, 0).contiguous()  # (chunks, T, ...)
     local = torch.empty_like(drive)  # state within each chunk started from zero
-    cumulative = torch.empty_like(decay)  # product of decays since the chunk start
-    local[:, 0], cumulative[:, 0] = drive[:, 0], decay[:, 0]
-    for t in range(1, chunk):
-        local[:, t] = decay[:, t] * local[:, t - 1] + drive[:, t]
-        cumulative[:, t] = decay[:, t] * cumulative[:, t - 1]
-    carry = torch.zeros_like(local[0, 0]) if initial is None else initial.to(local.dtype)
+    local[:, 0] = drive[:, 0]
+    for t in range(1, chunk):  # one fused multiply-add per step, written in place
+        torch.addcmul(drive[:, t], decay[:, t], local[:, t - 1], out=local[:, t])
+    cumulative = torch.cumprod(decay, dim=1)  # product of decays since the chunk start
     entering = torch.empty_like(local[:, 0])  # (chunks, ...): the state before each chunk
-    for c in range(num_chunks):
-        entering[c] = carry
-        carry = cumulative[c, -1] * carry + local[c, -1]
-    states = local + cumulative * entering[:, None]  # (chunks, T, ...)
+    if initial is None:
+        entering[0] = 0
+    else:
+        entering[0] = initial
+    for c in range(1, num_chunks):
+        torch.addcmul(local[c - 1, -1], cumulative[c - 1, -1], entering[c - 1], out=entering[c])
+    states = torch.addcmul(local, cumulative, entering[:, None])  # (chunks, T, ...)
     states = states.movedim(0, -1).movedim(0, -1)  # (..., chunks, T)
     return states.flatten(-2)[..., :length]
 
