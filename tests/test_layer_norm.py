@@ -136,3 +136,11 @@ def test_fake_kernels_match_real_outputs(memory_format):
     y, mean, rstd = torch.ops.mmssm.layer_norm_2d_fwd(*args)
     torch.library.opcheck(torch.ops.mmssm.layer_norm_2d_bwd.default, (torch.randn_like(y), x, weight, mean, rstd),
                           test_utils='test_faketensor')
+
+
+@pytest.mark.parametrize('options', [dict(elementwise_affine=False), dict(bias=False)])
+def test_layer_norm_2d_without_affine_parameters(options):
+    norm = LayerNorm2d(6, **options)
+    x = torch.randn(2, 6, 3, 4, dtype=torch.float64)
+    weight = torch.ones(6, dtype=torch.float64) if norm.weight is None else norm.weight.detach().double()
+    assert_close(norm.double()(x), layer_norm_2d_ref(x, weight, torch.zeros(6, dtype=torch.float64)), torch.float64)
