@@ -7,7 +7,7 @@ memory for column-major routes, so every load and store is coalesced.
 import triton
 import triton.language as tl
 
-from ..common.launch import triton_runs_on
+from ..common.launch import cdiv, next_power_of_2, triton_runs_on
 
 
 @triton.jit
@@ -74,9 +74,9 @@ def route_code_args(codes):
 
 
 def _grid_and_blocks(batch, channels, height, width):
-    block_h, block_w = min(32, triton.next_power_of_2(height)), min(32, triton.next_power_of_2(width))
-    block_c = min(triton.next_power_of_2(channels), max(1, 2048 // (block_h * block_w)))
-    grid = (triton.cdiv(height, block_h) * triton.cdiv(width, block_w), triton.cdiv(channels, block_c), batch)
+    block_h, block_w = min(32, next_power_of_2(height)), min(32, next_power_of_2(width))
+    block_c = min(next_power_of_2(channels), max(1, 2048 // (block_h * block_w)))
+    grid = (cdiv(height, block_h) * cdiv(width, block_w), cdiv(channels, block_c), batch)
     return grid, dict(BLOCK_C=block_c, BLOCK_H=block_h, BLOCK_W=block_w)
 
 

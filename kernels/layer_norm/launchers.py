@@ -1,8 +1,8 @@
 """Argument checks and the launchers of the channel-first LayerNorm kernels (layout, tile, partial sums)."""
 import torch
-import triton
 
-from ..common.launch import FLOAT_DTYPES, check_devices, check_dtype, check_shape, triton_runs_on
+from ..common.launch import (FLOAT_DTYPES, cdiv, check_devices, check_dtype, check_shape, next_power_of_2,
+                             triton_runs_on)
 
 MAX_CHANNELS = 2048  # one tile holds every channel of BLOCK_P pixels; wider maps take the PyTorch path
 DEFAULT_TILE = 4096  # elements per program (H100 sweep, docs/benchmarks.md)
@@ -49,7 +49,7 @@ def block_sizes(channels, tile=None, num_warps=None):
     """(BLOCK_C, BLOCK_P, warps): every channel of at least 8 pixels (NCHW rows of >= 16 bytes), 4 warps up to
     4,096 elements (H100 sweep, docs/benchmarks.md: 1.3x faster than 8 warps at C = 96), 16 at most (``ptxas -v``
     for sm_90: 32-element threads spill in the backward at C = 768)."""
-    block_c = triton.next_power_of_2(channels)
+    block_c = next_power_of_2(channels)
     block_p = max(8, (tile or DEFAULT_TILE) // block_c)
     return block_c, block_p, num_warps or min(16, max(4, block_c * block_p // 1024))
 
@@ -90,7 +90,7 @@ def layer_norm_2d_fwd_triton(x, weight, bias, eps, out_dtype, save_stats, empty=
     stats_shape = (batch, length) if save_stats else (0,)
     mean, rstd = (empty(*stats_shape, dtype=torch.float32, device=x.device) for _ in range(2))
     from .triton_kernels import layer_norm_2d_fwd_kernel
-    layer_norm_2d_fwd_kernel[(triton.cdiv(length, block_p), batch)](
+    layer_norm_2d_fwd_kernel[(cdiv(length, block_p), batch)](
         x, weight, bias, y, mean, rstd, channels, length, stride_c, stride_p, 1, channels, eps, SAVE_STATS=save_stats,
         BLOCK_C=block_c, BLOCK_P=block_p, num_warps=num_warps)
     return y, mean, rstd
@@ -109,7 +109,7 @@ def layer_norm_2d_bwd_triton(grad_y, x, weight, mean, rstd, empty=torch.empty, t
     check_shape('mean', mean, (batch, length))
     check_shape('rstd', rstd, (batch, length))
     block_c, block_p, num_warps = block_sizes(channels, tile, num_warps)
-    num_blocks = triton.cdiv(length, block_p)
+    num_blocks = cdiv(length, block_p)
     grad_x = _empty_like_layout(x, x.dtype, empty)
     part_weight, part_bias = (empty(batch * num_blocks, channels, dtype=torch.float32, device=x.device)
                               for _ in range(2))

@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
+from ..common.launch import check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
 
 SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -76,21 +76,17 @@ def _largest_power_of_two_dividing(n, cap):
     return size
 
 
-def triton_next_power_of_2(n):
-    return 1 << (n - 1).bit_length()
-
-
 def chunk_length(num_states, length, tiles=None):
     """Steps per chunk (BLOCK_T): the forward saves one state checkpoint per chunk of this length."""
     tiles = tiles or default_tiles(num_states)
-    padded = triton_next_power_of_2(length)
+    padded = next_power_of_2(length)
     return padded if padded <= tiles.whole_sequence else min(padded, tiles.chunk)
 
 
 def block_sizes(channels_per_group, num_states, chunk, tile):
     """(BLOCK_D, BLOCK_N, BLOCK_T): BLOCK_D divides the group so that one block reads one row of B and C."""
     block_d = _largest_power_of_two_dividing(channels_per_group, max(1, min(64, tile // chunk)))
-    return block_d, triton_next_power_of_2(num_states), chunk
+    return block_d, next_power_of_2(num_states), chunk
 
 
 def _check_triton_device(u):

@@ -1,8 +1,7 @@
 """Argument checks and the launchers of the fused SS2D kernels (projection matmuls, allocation, grid, reductions)."""
 import torch
-import triton
 
-from ..common.launch import check_devices, check_dtype, check_shape, triton_runs_on
+from ..common.launch import cdiv, check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
 from ..cross_scan.routes import codes_tensor
 from ..cross_scan.triton_kernels import cross_merge_triton
 
@@ -40,12 +39,12 @@ def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_wa
     Chosen from H100 sweeps (docs/benchmarks.md): long maps (VMamba-T stages 1-2) run single-warp programs of
     128-element tiles, whose reductions and scans need no barriers; short ones (stages 3-4) 4-warp, 512 elements.
     """
-    block_n = triton.next_power_of_2(num_states)
+    block_n = next_power_of_2(num_states)
     long_map = length >= 512
     num_warps = num_warps or (1 if long_map else 4)
     block_l = block_l or (64 if long_map and length >= 2048 and block_n == 1 else max(16, 32 // block_n))
     tile = 128 if num_warps == 1 else 512
-    block_d = block_d or min(triton.next_power_of_2(channels), max(1, tile // (block_n * block_l)))
+    block_d = block_d or min(next_power_of_2(channels), max(1, tile // (block_n * block_l)))
     return block_d, block_n, block_l, num_warps
 
 
@@ -100,7 +99,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     _check_triton_device(x)
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
-    num_chunks = triton.cdiv(length, block_l)
+    num_chunks = cdiv(length, block_l)
     orders, words = route_plan(codes)
     sources = reading_orders(x, orders)  # [(batch, D, L)] per reading order
     x_dbl = empty(batch, num_routes, rank + 2 * num_states, length, dtype=x.dtype, device=device)
@@ -112,7 +111,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     states_shape = (batch, num_routes, channels, num_states, num_chunks) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
-    ss2d_fwd_kernel[(batch, triton.cdiv(channels, block_d))](
+    ss2d_fwd_kernel[(batch, cdiv(channels, block_d))](
         sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
         dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), y_parts, states,
         channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
@@ -132,7 +131,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     _check_triton_device(x)
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
-    num_chunks, num_blocks = triton.cdiv(length, block_l), triton.cdiv(channels, block_d)
+    num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
     orders, words = route_plan(codes)
