@@ -317,6 +317,12 @@ def sweep_ss2d(batch, device, configs=((16, 64, 4), (8, 32, 4), (16, 32, 8))):
     return rows
 
 
+def _report_errors(errors, key, label, names, got, ref):
+    """Store and print the relative RMS errors of ``got`` against the float64 ``ref``, one per name."""
+    errors[key] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
+    print(f'[check] {key} {label}: ' + ', '.join(f'{n} {e:.1e}' for n, e in errors[key].items()), flush=True)
+
+
 def check_ss2d(device):
     """Fused SS2D core vs the float64 reference at VMamba-T stage sizes (batch 2), output and every gradient."""
     errors = {}
@@ -330,9 +336,13 @@ def check_ss2d(device):
         y = K.ss2d_scan(*leaves)
         got = [y, *torch.autograd.grad(y, leaves, grad)]
         names = ('y', 'x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds')
-        errors[shape_name] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
-        print(f'[check] ss2d {shape_name} fp32 vs fp64: ' +
-              ', '.join(f'{n} {e:.1e}' for n, e in errors[shape_name].items()), flush=True)
+        _report_errors(errors, f'ss2d {shape_name}', 'fp32 vs fp64', names, got, ref)
+    return errors
+
+
+def check_layer_norm(device):
+    """LayerNorm2d kernels vs float64 at the VMamba-T widths (batch 16), both input layouts, y and every gradient."""
+    errors = {}
     for shape_name, (channels, size) in NORM_SHAPES.items():
         for memory_format in (torch.contiguous_format, torch.channels_last):
             x, weight, bias = norm_inputs(16, channels, size, device)
@@ -343,10 +353,9 @@ def check_ss2d(device):
             ref = [y64, *torch.autograd.grad(y64, leaves64, grad.double())]
             y = K.layer_norm_2d(x, weight, bias, out_dtype=torch.float32)
             got = [y, *torch.autograd.grad(y, (x, weight, bias), grad.float())]
-            key = f'layer_norm_2d {shape_name} {"NCHW" if memory_format == torch.contiguous_format else "NHWC"}'
-            errors[key] = {n: rel_rms_error(a, b) for n, a, b in zip(('y', 'x', 'weight', 'bias'), got, ref)}
-            print(f'[check] {key} fp16 in, fp32 out vs fp64: ' +
-                  ', '.join(f'{n} {e:.1e}' for n, e in errors[key].items()), flush=True)
+            layout = 'NCHW' if memory_format == torch.contiguous_format else 'NHWC'
+            _report_errors(errors, f'layer_norm_2d {shape_name} {layout}', 'fp16 in, fp32 out vs fp64',
+                           ('y', 'x', 'weight', 'bias'), got, ref)
     return errors
 
 
@@ -368,7 +377,7 @@ def main():
     import triton
     report['triton'] = triton.__version__
     if args.check:
-        report['check'] = check_ss2d(device)
+        report['check'] = {**check_ss2d(device), **check_layer_norm(device)}
     copy_gbs = copy_bandwidth(device)
     report['copy_GBps'] = copy_gbs
     print(f'device {report["device"]}, torch {report["torch"]}, triton {report["triton"]}, batch {args.batch}, '
