@@ -2,6 +2,7 @@
 import os
 
 import torch
+from torch.utils._python_dispatch import _get_current_dispatch_mode  # no public query of the mode stack
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -11,7 +12,6 @@ def traced():
     fake tensors). The ops' autograd Functions then call their torch.library custom ops, which tracers see as one
     node with a fake kernel and a FLOP formula; plain eager calls run the same Python function directly and skip
     the custom-op dispatch (about 70 us a call on a 2-core CPU: milliseconds per VMamba training step)."""
-    from torch.utils._python_dispatch import _get_current_dispatch_mode  # no public query of the mode stack
     return torch.compiler.is_compiling() or torch.jit.is_tracing() or _get_current_dispatch_mode() is not None
 
 

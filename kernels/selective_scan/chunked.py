@@ -10,12 +10,14 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..common.launch import cdiv
+
 
 def linear_scan(decay, drive, initial=None):
     """h_t = decay_t * h_{t-1} + drive_t along the last axis; (..., L) -> (..., L), h_{-1} = initial or 0."""
     length = decay.shape[-1]
     chunk = max(1, math.isqrt(length))
-    num_chunks = -(-length // chunk)
+    num_chunks = cdiv(length, chunk)
     pad = num_chunks * chunk - length
     decay = F.pad(decay, (0, pad), value=1.0).unflatten(-1, (num_chunks, chunk))  # (..., chunks, T)
     drive = F.pad(drive, (0, pad)).unflatten(-1, (num_chunks, chunk))  # (..., chunks, T)

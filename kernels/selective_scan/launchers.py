@@ -3,7 +3,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..common.launch import check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
+from ..common.launch import cdiv, check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
 
 SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -107,7 +107,7 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
     tiles = tiles or default_tiles(num_states)
     block_t = chunk_length(num_states, length, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.fwd_tile)
-    num_chunks = -(-length // block_t)
+    num_chunks = cdiv(length, block_t)
     device = u.device
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     out = empty(out_shape, dtype=out_dtype, device=device)
@@ -138,7 +138,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
     tiles = tiles or default_tiles(num_states)
     block_t = chunk_length(num_states, length, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
-    num_chunks = -(-length // block_t)
+    num_chunks = cdiv(length, block_t)
     check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
     num_blocks = channels // block_d
     device = u.device

@@ -15,12 +15,12 @@ import torch
 from torch import Tensor
 from torch.utils.flop_counter import register_flop_formula
 
+from ..common.launch import cdiv, traced
 from ..cross_scan import cross_merge, cross_scan
 from ..cross_scan.naive import ROUTES
 from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
-from ..common.launch import traced
 from .launchers import block_sizes, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
 from .naive import ss2d_scan_ref
 
@@ -43,7 +43,7 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     num_routes, rows, _ = x_proj_weight.shape
     num_states, length = A_logs.shape[1], height * width
     _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
-    states_shape = (batch, num_routes, channels, num_states, -(-length // chunk)) if save_states else (0,)
+    states_shape = (batch, num_routes, channels, num_states, cdiv(length, chunk)) if save_states else (0,)
     return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(batch, num_routes, rows, length),
             x.new_empty(states_shape, dtype=torch.float32))
 

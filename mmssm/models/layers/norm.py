@@ -1,9 +1,8 @@
 """Channel-first normalisation for NCHW feature maps."""
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from mmssm.kernels import layer_norm_2d
+from mmssm.kernels.layer_norm import layer_norm_2d, layer_norm_2d_torch
 
 from .autocast import autocast_dtype
 
@@ -30,7 +29,6 @@ class LayerNorm2d(nn.LayerNorm):
         out_dtype = autocast_dtype(x)
         if out_dtype is not None and not self.feeds_projection:
             out_dtype = torch.float32
-        if self.weight is None or self.bias is None:
-            y = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
-            return y.permute(0, 3, 1, 2).to(out_dtype or y.dtype)  # (batch, C, H, W), channels-last memory
+        if self.weight is None or self.bias is None:  # the kernels take affine LayerNorms only
+            return layer_norm_2d_torch(x, self.weight, self.bias, self.eps, out_dtype or x.dtype)
         return layer_norm_2d(x, self.weight, self.bias, self.eps, out_dtype)
