@@ -1,5 +1,7 @@
 """Channel-first LayerNorm: the Triton kernels (interpreter) and the public op against the float64 reference,
 forward and backward, in both memory formats; and the LayerNorm2d / Linear2d layers around them."""
+import contextlib
+
 import pytest
 import torch
 
@@ -144,3 +146,18 @@ def test_layer_norm_2d_without_affine_parameters(options):
     x = torch.randn(2, 6, 3, 4, dtype=torch.float64)
     weight = torch.ones(6, dtype=torch.float64) if norm.weight is None else norm.weight.detach().double()
     assert_close(norm.double()(x), layer_norm_2d_ref(x, weight, torch.zeros(6, dtype=torch.float64)), torch.float64)
+
+
+def test_custom_ops_only_under_a_tracer():
+    """Eager calls run the launchers directly (no custom-op dispatch); a dispatch mode sees the custom ops."""
+    from torch.profiler import ProfilerActivity, profile
+    from torch.utils.flop_counter import FlopCounterMode
+    x, weight, bias = (t.float().requires_grad_() for t in make_inputs((2, 5, 3, 4)))
+
+    def dispatched_ops(context):
+        with profile(activities=[ProfilerActivity.CPU]) as prof, context:
+            layer_norm_2d_fused(x, weight, bias).sum().backward()
+        return {e.key for e in prof.key_averages() if e.key.startswith('mmssm::')}
+
+    assert dispatched_ops(contextlib.nullcontext()) == set()
+    assert dispatched_ops(FlopCounterMode(display=False)) == {'mmssm::layer_norm_2d_fwd', 'mmssm::layer_norm_2d_bwd'}
