@@ -1,14 +1,15 @@
 """Throughput of mmpretrain classifiers built from mmssm configs, beside timm baselines in the same run.
 
     python tools/benchmark.py CONFIG [CONFIG ...] [--timm swin_tiny_patch4_window7_224 ...] [--batch-size 128]
-        [--img-size 224] [--amp] [--compile] [--profile] [--inference-only]
+        [--img-size 224] [--amp] [--compile] [--compile-mode MODE] [--profile] [--inference-only]
 
 For each model: inference img/s (forward, no grad), training img/s (forward + backward + AdamW step) and the peak
 memory of each (--inference-only skips training, e.g. for large inputs). With --amp both run under fp16 autocast
 (training with a GradScaler). --profile adds, for the first config, the GPU time of one inference batch and one
 training step by kernel category (scans, LayerNorm, GEMMs, copies, ...) against the wall time, and the host time
 to enqueue the step (when it approaches the wall time, the step is bound by Python / launch overhead). --compile
-wraps every model in ``torch.compile`` (what ``compile=True`` in an mmengine config does to the training step).
+wraps every model in ``torch.compile`` (what ``compile=True`` in an mmengine config does to the training step);
+--compile-mode passes a mode (``reduce-overhead`` replays CUDA graphs, which removes the host launch time).
 """
 import argparse
 import logging
@@ -35,7 +36,9 @@ def parse_args(argv=None):
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--profile', action='store_true', help='profile inference and training of the first config')
     parser.add_argument('--inference-only', action='store_true', help='no training step')
-    parser.add_argument('--compile', action='store_true', help='torch.compile every model (default inductor)')
+    parser.add_argument('--compile', action='store_true', help='torch.compile every model (inductor)')
+    parser.add_argument('--compile-mode', default=None,
+                        help="torch.compile mode, e.g. 'reduce-overhead' (CUDA graphs); implies --compile")
     return parser.parse_args(argv)
 
 
@@ -100,8 +103,8 @@ def measure(step, device, warmup, iters):
 def benchmark(model, num_classes, args):
     device = args.device
     model = model.to(device)
-    if args.compile:
-        model = torch.compile(model)  # compiled at the first warm-up call of each mode (inference, training)
+    if args.compile or args.compile_mode:
+        model = torch.compile(model, mode=args.compile_mode)  # compiled at the first warm-up call of each mode
     images = torch.randn(args.batch_size, 3, args.img_size, args.img_size, device=device)
     labels = torch.randint(0, num_classes, (args.batch_size, ), device=device)
     autocast = torch.autocast(device_type=device.split(':')[0], dtype=torch.float16, enabled=args.amp)
