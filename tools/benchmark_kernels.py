@@ -166,8 +166,9 @@ def bench_scan(table, batch, device):
 
 
 def ss2d_inputs(batch, channels, size, rank, dtype, device, num_states=1, num_routes=4):
-    """SS2D core inputs: x in ``dtype``, parameters fp32 (autocast style), VMamba-like initial scales."""
-    x = torch.randn(batch, channels, size, size, device=device).to(dtype)
+    """SS2D core inputs: x in ``dtype`` and channels-last memory (what the depthwise conv gives in VMamba),
+    parameters fp32 (autocast style), VMamba-like initial scales."""
+    x = torch.randn(batch, channels, size, size, device=device).to(dtype, memory_format=torch.channels_last)
     return [x,
             torch.randn(num_routes, rank + 2 * num_states, channels, device=device) * channels ** -0.5,
             torch.randn(num_routes, channels, rank, device=device) * rank ** -0.5,
@@ -296,13 +297,13 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-def sweep_ss2d(batch, device, configs=((16, 64, 4), (8, 32, 4), (16, 32, 8))):
-    """The fused SS2D launchers (bf16, stages 1 and 4) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
+def sweep_ss2d(batch, device, configs=((2, 64, 1), (4, 32, 1), (8, 16, 1), (4, 64, 2), (8, 32, 2), (8, 64, 4),
+                                       (16, 32, 4), (32, 16, 4), (16, 64, 8))):
+    """The fused SS2D launchers (bf16, every VMamba-T stage) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
-    for shape_name in ('VMamba-T stage 1', 'VMamba-T stage 4'):
-        channels, size, rank = SS2D_SHAPES[shape_name]
+    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
         x, *params = ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)
         grad = torch.randn_like(x)
         for block_d, block_l, warps in configs:

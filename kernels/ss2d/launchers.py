@@ -3,7 +3,6 @@ import torch
 
 from ..common.launch import cdiv, check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
 from ..cross_scan.routes import codes_tensor
-from ..cross_scan.triton_kernels import cross_merge_triton
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
@@ -48,36 +47,16 @@ def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_wa
     return block_d, block_n, block_l, num_warps
 
 
-def route_plan(codes):
-    """The reading orders the routes use (0 row-major, 1 column-major; one partial-sum slot each, in this order)
-    and each route's int32 word for the kernels (see ``triton_kernels``)."""
-    orders = sorted({code & 1 for code in codes})
-    words, seen = [], set()
-    for code in codes:
-        order = code & 1
-        words.append(code | int(order in seen) << 2 | orders.index(order) << 3)
-        seen.add(order)
-    return orders, words
-
-
-def reading_orders(x, orders):
-    """x (batch, D, H, W) -> [contiguous (batch, D, L) in each reading order of ``orders``] (column-major: a copy)."""
+def pixel_major(x):
+    """(batch, D, H, W) -> (batch, H*W, D) contiguous: a free view of channels-last memory, else one copy."""
     batch, channels, height, width = x.shape
-    return [(x if order == 0 else x.transpose(2, 3)).contiguous().view(batch, channels, height * width)
-            for order in orders]
+    return x.permute(0, 2, 3, 1).contiguous().view(batch, height * width, channels)
 
 
-def routes_of(codes, order, device):
-    """Indices (int64, on ``device``) of the routes reading in ``order``."""
-    return codes_tensor([k for k, code in enumerate(codes) if (code & 1) == order], device, torch.int64)
-
-
-def _merge_orders(parts, height, width, orders, empty):
-    """(batch, slots, D, L) partial sums per reading order -> (batch, D, H, W) in parts' dtype."""
-    batch, _, channels, _ = parts.shape
-    if orders == [0]:
-        return parts.view(batch, channels, height, width)
-    return cross_merge_triton(parts, height, width, orders, empty)
+def channels_last_view(pixels, height, width):
+    """(batch, H*W, D) pixel-major -> the same memory as a (batch, D, H, W) tensor (channels-last strides)."""
+    batch, _, channels = pixels.shape
+    return pixels.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 def _check_triton_device(x):
@@ -87,9 +66,10 @@ def _check_triton_device(x):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None):
-    """Forward launcher: returns (y (batch, D, H, W), x_dbl (batch, K, R+2N, L), states or an empty tensor).
+    """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
+    states or an empty tensor).
 
-    ``codes``: the K route codes (list of ints). x_dbl holds each route's projections in its reading order.
+    ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
     ``states`` (batch, K, D, N, chunks) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``).
     """
@@ -100,28 +80,25 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks = cdiv(length, block_l)
-    orders, words = route_plan(codes)
-    sources = reading_orders(x, orders)  # [(batch, D, L)] per reading order
-    x_dbl = empty(batch, num_routes, rank + 2 * num_states, length, dtype=x.dtype, device=device)
-    for order, source in zip(orders, sources):
-        index = routes_of(codes, order, device)
-        weight = x_proj_weight.index_select(0, index).flatten(0, 1).to(x.dtype)  # (routes*(R+2N), D)
-        x_dbl.index_copy_(1, index, torch.matmul(weight, source).view(batch, len(index), -1, length))
-    y_parts = empty(batch, len(orders), channels, length, dtype=out_dtype, device=device)
+    pixels = pixel_major(x)  # (batch, L, D)
+    weight = x_proj_weight.view(num_routes * (rank + 2 * num_states), channels).to(x.dtype)  # (K*(R+2N), D)
+    x_dbl = torch.matmul(pixels, weight.t())  # (batch, L, K*(R+2N))
+    y = empty(batch, length, channels, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, channels, num_states, num_chunks) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
-    ss2d_fwd_kernel[(batch, cdiv(channels, block_d))](
-        sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
-        dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), y_parts, states,
-        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
-    return _merge_orders(y_parts, height, width, orders, empty), x_dbl, states
+    ss2d_fwd_kernel[(cdiv(channels, block_d), batch)](
+        pixels, x_dbl, codes_tensor(codes, device), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        A_logs.contiguous(), Ds.contiguous(), y, states, channels, height, width, num_routes, num_states,
+        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n,
+        BLOCK_L=block_l, num_warps=num_warps)
+    return channels_last_view(y, height, width), x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None):
-    """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds).
+    """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
+    channels-last memory.
 
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
     """
@@ -130,42 +107,39 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
+    rows = rank + 2 * num_states
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
+    check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
     check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
-    orders, words = route_plan(codes)
-    sources = reading_orders(x, orders)  # [(batch, D, L)] per reading order
-    grad_sources = reading_orders(grad_y, orders)
-    grad_parts = empty(batch, len(orders), channels, length, dtype=torch.float32, device=device)
-    # d loss / d (delta before softplus), each route in its reading order; half inputs keep it in half like autocast
-    grad_delta = empty(batch, num_routes, channels, length, dtype=x.dtype, device=device)
-    part_bc = empty(batch, num_routes, num_blocks, 2 * num_states, length, dtype=torch.float32, device=device)
+    pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
+    grad_scan = empty(batch, length, channels, dtype=torch.float32, device=device)
+    # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
+    grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
+    part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
     part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
     from .triton_kernels import ss2d_bwd_kernel
-    ss2d_bwd_kernel[(batch, num_blocks)](
-        sources[0], sources[-1], x_dbl, codes_tensor(words, device), dt_projs_weight.contiguous(),
-        dt_projs_bias.contiguous(), A_logs.contiguous(), Ds.contiguous(), states, grad_sources[0],
-        grad_sources[-1], grad_parts, grad_delta, part_bc, part_alog, part_ds, part_dtb,
-        channels, length, num_routes, len(orders), num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
-    # the dt up-projection delta = dt_projs_weight @ x_dbl[:, :, :R] + bias, differentiated with matmuls
-    dt_weight = dt_projs_weight.to(grad_delta.dtype)  # (K, D, R)
-    grad_low = torch.matmul(dt_weight.transpose(1, 2), grad_delta)  # (batch, K, R, L)
-    grad_dtw = torch.matmul(grad_delta, x_dbl[:, :, :rank].transpose(2, 3)).float().sum(0)  # (K, D, R)
-    grad_xdbl = torch.cat([grad_low.float(), part_bc.sum(2)], dim=2)  # (batch, K, R+2N, L), reading orders
-    grad_proj = torch.empty(x_proj_weight.shape, dtype=torch.float32, device=device)
-    for slot, (order, source) in enumerate(zip(orders, sources)):
-        index = routes_of(codes, order, device)
-        grad_rows = grad_xdbl.index_select(1, index).flatten(1, 2)  # (batch, routes*(R+2N), L)
-        weight = x_proj_weight.index_select(0, index).flatten(0, 1).float()  # (routes*(R+2N), D)
-        grad_parts[:, slot].baddbmm_(weight.t().expand(batch, -1, -1), grad_rows)  # (batch, D, L)
-        grad_weight = torch.bmm(grad_rows.to(x.dtype), source.transpose(1, 2)).float().sum(0)  # (routes*(R+2N), D)
-        grad_proj.index_copy_(0, index, grad_weight.view(len(index), rank + 2 * num_states, channels))
-    return (_merge_orders(grad_parts, height, width, orders, empty).to(x.dtype),
-            grad_proj.to(x_proj_weight.dtype),
-            grad_dtw.to(dt_projs_weight.dtype),
+    ss2d_bwd_kernel[(num_blocks, batch)](
+        pixels, x_dbl, codes_tensor(codes, device), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_scan, grad_delta, part_bc, part_alog,
+        part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
+        RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+    # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
+    # at once, with the routes' dt weights as one block-diagonal (K*D, K*R) matrix
+    grad_delta = grad_delta.view(batch, length, num_routes * channels)
+    grad_low = torch.matmul(grad_delta, torch.block_diag(*dt_projs_weight.to(x.dtype)))  # (batch, L, K*R)
+    grad_dtw = torch.matmul(grad_delta.transpose(1, 2), x_dbl).float().sum(0)  # (K*D, K*(R+2N)), every route pair
+    grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
+    grad_xdbl = torch.cat([grad_low.view(batch, length, num_routes, rank).float(), part_bc.sum(1)], dim=3)
+    grad_xdbl = grad_xdbl.view(batch, length, num_routes * rows)  # (batch, L, K*(R+2N)) like x_dbl
+    weight = x_proj_weight.view(num_routes * rows, channels)  # (K*(R+2N), D)
+    grad_scan.baddbmm_(grad_xdbl, weight.float().expand(batch, -1, -1))  # + the projections' part: (batch, L, D)
+    grad_proj = torch.matmul(grad_xdbl.to(x.dtype).transpose(1, 2), pixels).float().sum(0)  # (K*(R+2N), D)
+    return (channels_last_view(grad_scan.to(x.dtype), height, width),
+            grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),
+            grad_dtw[:, :rank].permute(2, 0, 1).contiguous().to(dt_projs_weight.dtype),
             part_dtb.sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
             part_alog.sum(0).to(A_logs.dtype),
             part_ds.sum(0).to(Ds.dtype))

@@ -44,8 +44,14 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     num_states, length = A_logs.shape[1], height * width
     _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
     states_shape = (batch, num_routes, channels, num_states, cdiv(length, chunk)) if save_states else (0,)
-    return (x.new_empty(x.shape, dtype=out_dtype), x.new_empty(batch, num_routes, rows, length),
+    return (_channels_last_like(x, out_dtype), x.new_empty(batch, length, num_routes * rows),
             x.new_empty(states_shape, dtype=torch.float32))
+
+
+def _channels_last_like(x, dtype):
+    """An empty tensor shaped like x (batch, D, H, W) in channels-last memory, as the launchers return."""
+    batch, channels, height, width = x.shape
+    return x.new_empty(batch, height, width, channels, dtype=dtype).permute(0, 3, 1, 2)
 
 
 def _ss2d_bwd_eager(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
@@ -62,8 +68,9 @@ ss2d_bwd = torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())(_ss2d_bwd
 @ss2d_bwd.register_fake
 def _ss2d_bwd_fake(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
                    block_l):
-    # contiguous like the launcher's results (grad x is NCHW memory whatever x's layout)
-    return [t.new_empty(t.shape) for t in (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)]
+    # like the launcher's results: grad x in channels-last memory, the parameters' gradients contiguous
+    weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    return [_channels_last_like(x, x.dtype)] + [t.new_empty(t.shape) for t in weights]
 
 
 def ss2d_flop_count(batch, channels, length, num_routes, rank, num_states):
