@@ -297,8 +297,8 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-def sweep_ss2d(batch, device, configs=((2, 64, 1), (4, 32, 1), (8, 16, 1), (4, 64, 2), (8, 32, 2), (8, 64, 4),
-                                       (16, 32, 4), (32, 16, 4), (16, 64, 8))):
+def sweep_ss2d(batch, device, configs=((8, 16, 1), (16, 16, 1), (16, 8, 1), (32, 8, 1), (8, 32, 1), (16, 16, 2),
+                                       (32, 16, 2), (32, 8, 2), (32, 16, 4), (64, 8, 4))):
     """The fused SS2D launchers (bf16, every VMamba-T stage) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]

@@ -35,14 +35,13 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_warps=None):
     """(BLOCK_D, BLOCK_N, BLOCK_L, warps): programs scan BLOCK_D channels x BLOCK_N states in chunks of BLOCK_L steps.
 
-    Chosen from H100 sweeps (docs/benchmarks.md): long maps (VMamba-T stages 1-2) run single-warp programs of
-    128-element tiles, whose reductions and scans need no barriers; short ones (stages 3-4) 4-warp, 512 elements.
+    From an H100 sweep of the pixel-major kernels (docs/benchmarks.md): single-warp programs (no barriers in their
+    reductions and scans) of 16-step chunks over 8 channels at N = 1, so that every step reads 8 contiguous channels.
     """
     block_n = next_power_of_2(num_states)
-    long_map = length >= 512
-    num_warps = num_warps or (1 if long_map else 4)
-    block_l = block_l or (64 if long_map and length >= 2048 and block_n == 1 else max(16, 32 // block_n))
-    tile = 128 if num_warps == 1 else 512
+    num_warps = num_warps or 1
+    block_l = block_l or 16
+    tile = 128 * num_warps
     block_d = block_d or min(next_power_of_2(channels), max(1, tile // (block_n * block_l)))
     return block_d, block_n, block_l, num_warps
 
@@ -70,7 +69,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     states or an empty tensor).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
-    ``states`` (batch, K, D, N, chunks) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
+    ``states`` (batch, K, chunks, D, N) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``).
     """
     num_routes = len(codes)
@@ -84,7 +83,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     weight = x_proj_weight.view(num_routes * (rank + 2 * num_states), channels).to(x.dtype)  # (K*(R+2N), D)
     x_dbl = torch.matmul(pixels, weight.t())  # (batch, L, K*(R+2N))
     y = empty(batch, length, channels, dtype=out_dtype, device=device)
-    states_shape = (batch, num_routes, channels, num_states, num_chunks) if save_states else (0,)
+    states_shape = (batch, num_routes, num_chunks, channels, num_states) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(cdiv(channels, block_d), batch)](
@@ -112,7 +111,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
     check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
-    check_shape('states', states, (batch, num_routes, channels, num_states, num_chunks))
+    check_shape('states', states, (batch, num_routes, num_chunks, channels, num_states))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
     grad_scan = empty(batch, length, channels, dtype=torch.float32, device=device)
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast

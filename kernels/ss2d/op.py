@@ -43,7 +43,7 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     num_routes, rows, _ = x_proj_weight.shape
     num_states, length = A_logs.shape[1], height * width
     _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
-    states_shape = (batch, num_routes, channels, num_states, cdiv(length, chunk)) if save_states else (0,)
+    states_shape = (batch, num_routes, cdiv(length, chunk), channels, num_states) if save_states else (0,)
     return (_channels_last_like(x, out_dtype), x.new_empty(batch, length, num_routes * rows),
             x.new_empty(states_shape, dtype=torch.float32))
 

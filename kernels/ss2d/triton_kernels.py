@@ -82,11 +82,14 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
         xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * row_stride + k * (RANK + 2 * num_states)
-        state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
+        # the chunk states of this route: (chunks, D, N), one contiguous (BLOCK_D, BLOCK_N) tile per chunk
+        state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * channels * num_states
+        state_tile = d[:, None] * num_states + n[None, :]
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         for chunk in range(num_chunks):
             if SAVE_STATES:  # state entering the chunk, for the backward
-                tl.store(states_ptr + state_row * num_chunks + chunk, h, mask=d_mask[:, None] & n_mask[None, :])
+                tl.store(state_route + chunk * channels * num_states + state_tile, h,
+                         mask=d_mask[:, None] & n_mask[None, :])
             step = chunk * BLOCK_L + j
             step_mask = step < length
             pixel = _route_pixels(routes_ptr, k, step, length, height, width)
@@ -133,14 +136,16 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
         part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
                       + k * 2 * num_states)  # pixel stride K*2N
-        state_row = ((batch * num_routes + k) * channels + d[:, None]).to(tl.int64) * num_states + n[None, :]
+        # the chunk states of this route: (chunks, D, N), one contiguous (BLOCK_D, BLOCK_N) tile per chunk
+        state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * channels * num_states
+        state_tile = d[:, None] * num_states + n[None, :]
         carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
         grad_a = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
         grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
         for chunk_from_end in range(num_chunks):
             chunk = num_chunks - 1 - chunk_from_end
-            h0 = tl.load(states_ptr + state_row * num_chunks + chunk, mask=dn_mask, other=0.0)
+            h0 = tl.load(state_route + chunk * channels * num_states + state_tile, mask=dn_mask, other=0.0)
             step = chunk * BLOCK_L + j
             step_mask = step < length
             pixel = _route_pixels(routes_ptr, k, step, length, height, width)
