@@ -117,8 +117,13 @@ def benchmark(model, num_classes, args):
             model(images)
 
     infer_s, infer_mem = measure(infer, device, args.warmup, args.iters)
+
+    def infer_eval():  # the profile runs after training: back to eval mode (no drop path) for inference
+        model.eval()
+        infer()
+
     result = dict(infer=args.batch_size / infer_s, infer_mem=infer_mem, train=float('nan'), train_mem=float('nan'),
-                  infer_step=infer, step=None)
+                  infer_step=infer_eval, step=None)
     if args.inference_only:
         return result
 
@@ -135,7 +140,12 @@ def benchmark(model, num_classes, args):
         scaler.update()
 
     train_s, train_mem = measure(train_step, device, args.warmup, args.iters)
-    result.update(train=args.batch_size / train_s, train_mem=train_mem, step=train_step)
+
+    def train_mode_step():  # for the profile, which runs the inference step (eval mode) first
+        model.train()
+        train_step()
+
+    result.update(train=args.batch_size / train_s, train_mem=train_mem, step=train_mode_step)
     return result
 
 
