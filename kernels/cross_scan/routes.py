@@ -1,8 +1,4 @@
-"""Route names <-> integer codes, and small cached index tensors for the kernels."""
-import functools
-
-import torch
-
+"""Route names <-> integer codes."""
 from .naive import ROUTES
 
 # bit 0: column-major reading, bit 1: reversed
@@ -19,13 +15,3 @@ def route_codes(routes):
     if len(routes) not in (1, 2, 4) or len(set(routes)) != len(routes):
         raise ValueError(f'routes must be 1, 2 or 4 distinct names from {ROUTES}, got {routes}')
     return [ROUTE_CODES[r] for r in routes]
-
-
-def codes_tensor(values, device, dtype=torch.int32):
-    """Small ints (route codes, route indices) as a tensor on ``device``, cached: no host copy per call."""
-    return _cached_tensor(tuple(values), torch.device(device), dtype)
-
-
-@functools.lru_cache(maxsize=128)
-def _cached_tensor(values, device, dtype):
-    return torch.tensor(values, dtype=dtype, device=device)

@@ -2,7 +2,6 @@
 import torch
 
 from ..common.launch import cdiv, check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
-from ..cross_scan.routes import codes_tensor
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
@@ -46,6 +45,11 @@ def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_wa
     return block_d, block_n, block_l, num_warps
 
 
+def pack_codes(codes):
+    """The K route codes (2 bits each) as one int, route k in bits 2k and 2k+1, as the kernels read them."""
+    return sum(code << (2 * k) for k, code in enumerate(codes))
+
+
 def pixel_major(x):
     """(batch, D, H, W) -> (batch, H*W, D) contiguous: a free view of channels-last memory, else one copy."""
     batch, channels, height, width = x.shape
@@ -87,7 +91,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(cdiv(channels, block_d), batch)](
-        pixels, x_dbl, codes_tensor(codes, device), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), y, states, channels, height, width, num_routes, num_states,
         num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n,
         BLOCK_L=block_l, num_warps=num_warps)
@@ -121,7 +125,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, batch)](
-        pixels, x_dbl, codes_tensor(codes, device), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_scan, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
         RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)

@@ -143,7 +143,8 @@ def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, rout
         out_dtype: output dtype (default x.dtype); math is fp32.
 
     Returns:
-        (batch, D, H, W): the sum over routes of each route's scan output mapped back to row-major positions.
+        (batch, D, H, W): the sum over routes of each route's scan output mapped back to row-major positions
+        (channels-last memory from the fused CUDA kernels, which read x fastest in channels-last memory too).
     """
     codes = route_codes(routes)
     check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))

@@ -8,7 +8,8 @@ steps it loads x and x_dbl at the chunk's pixels, forms delta = dt_projs_weight 
 registers, scans, and adds the chunk's output into the pixel-major output at the same pixels (the first route
 writes, the later ones accumulate), which is the merge of the routes.
 
-A route is an int32 code: bit 0 column-major, bit 1 reversed (``cross_scan.routes``).
+A route is a 2-bit code: bit 0 column-major, bit 1 reversed (``cross_scan.routes``); the kernels take the K codes
+packed in one integer argument, route k in bits 2k and 2k+1 (no device tensor: CUDA-graph capture safe).
 """
 import triton
 import triton.language as tl
@@ -17,9 +18,9 @@ from ..common.triton_scan import combine_next_decay, pick, scan_chunk, sigmoid, 
 
 
 @triton.jit
-def _route_pixels(routes_ptr, k, step, length, height, width):
+def _route_pixels(route_codes, k, step, length, height, width):
     """Row-major pixel index of route k's steps ``step`` (reversed routes read from the end)."""
-    code = tl.load(routes_ptr + k)
+    code = (route_codes >> (2 * k)) & 3
     position = tl.where((code & 2) != 0, length - 1 - step, step)
     return tl.where((code & 1) != 0, (position % height) * width + position // height, position)
 
@@ -65,7 +66,7 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
-def ss2d_fwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
+def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -92,7 +93,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_
                          mask=d_mask[:, None] & n_mask[None, :])
             step = chunk * BLOCK_L + j
             step_mask = step < length
-            pixel = _route_pixels(routes_ptr, k, step, length, height, width)
+            pixel = _route_pixels(route_codes, k, step, length, height, width)
             u, _, C, _, _, decay, drive = _route_tile(x_image, xdbl_route, row_stride, dtw_row_ptr, bias, A, pixel,
                                                       step_mask, channels, num_states, d, d_mask, n, n_mask, RANK,
                                                       RANK_UNROLL)
@@ -108,7 +109,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_
 
 
 @triton.jit
-def ss2d_bwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
+def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
                     grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
@@ -148,7 +149,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, routes_ptr, dtw_ptr, dtb_ptr, alog_ptr, ds_
             h0 = tl.load(state_route + chunk * channels * num_states + state_tile, mask=dn_mask, other=0.0)
             step = chunk * BLOCK_L + j
             step_mask = step < length
-            pixel = _route_pixels(routes_ptr, k, step, length, height, width)
+            pixel = _route_pixels(route_codes, k, step, length, height, width)
             u, B, C, delta, dt, decay, drive = _route_tile(x_image, xdbl_route, row_stride, dtw_row_ptr, bias, A,
                                                            pixel, step_mask, channels, num_states, d, d_mask, n,
                                                            n_mask, RANK, RANK_UNROLL)
