@@ -63,6 +63,16 @@ def test_fused_thin_maps(size):
     check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, torch.float32)
 
 
+@pytest.mark.parametrize('size', [(5, 7), (48, 48)])  # short map: 16-step chunks; long (L >= 2048): 32-step
+def test_inference_forward_matches_reference(size):
+    """Without autograd the forward saves no chunk states and takes its own (larger) tiles."""
+    inputs = make_inputs(2, 1, batch=1, channels=4, height=size[0], width=size[1])
+    y_ref = ss2d_scan_ref(*inputs, routes=('h_flip', 'v'))
+    with torch.no_grad():
+        y = ss2d_scan_fused(*[t.float() for t in inputs], routes=('h_flip', 'v'))
+    assert_close(y, y_ref, torch.float32, name='y')
+
+
 @pytest.mark.parametrize('num_states', [1, 4])
 def test_launchers_write_every_output(num_states):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison."""

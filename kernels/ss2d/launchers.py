@@ -31,16 +31,19 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return batch, channels, height, width, rank, num_states
 
 
-def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_warps=None):
+def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_warps=None, save_states=True):
     """(BLOCK_D, BLOCK_N, BLOCK_L, warps): programs scan BLOCK_D channels x BLOCK_N states in chunks of BLOCK_L steps.
 
-    From an H100 sweep of the pixel-major kernels (docs/benchmarks.md): single-warp programs (no barriers in their
-    reductions and scans) of 16-step chunks over 8 channels at N = 1, so that every step reads 8 contiguous channels.
+    From an H100 sweep of the pixel-major kernels (docs/benchmarks.md), single-warp programs (no barriers in their
+    reductions and scans): for training (the forward saving chunk states, and the backward, which must use the same
+    chunks) 16-step chunks over 8 channels at N = 1, so that every step reads 8 contiguous channels; a forward that
+    saves nothing (inference) takes twice the tile: 32 steps x 8 channels on long maps, 16 x 16 on short ones.
     """
     block_n = next_power_of_2(num_states)
     num_warps = num_warps or 1
-    block_l = block_l or 16
-    tile = 128 * num_warps
+    long_map = length >= 2048
+    block_l = block_l or (16 if save_states or not long_map else 32)
+    tile = 128 * num_warps * (1 if save_states else 2)
     block_d = block_d or min(next_power_of_2(channels), max(1, tile // (block_n * block_l)))
     return block_d, block_n, block_l, num_warps
 
@@ -81,7 +84,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
     _check_triton_device(x)
     length, device = height * width, x.device
-    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps,
+                                                       save_states)
     num_chunks = cdiv(length, block_l)
     pixels = pixel_major(x)  # (batch, L, D)
     weight = x_proj_weight.view(num_routes * (rank + 2 * num_states), channels).to(x.dtype)  # (K*(R+2N), D)
