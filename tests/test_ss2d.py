@@ -73,6 +73,14 @@ def test_inference_forward_matches_reference(size):
     assert_close(y, y_ref, torch.float32, name='y')
 
 
+def test_launcher_refuses_maps_beyond_int32_offsets():
+    """Offsets inside one image are int32: a map that would overflow them gets a clear error, not wrong results."""
+    x = torch.empty(1, 160, 2048, 2048, device='meta')  # H*W*K*D = 2**22 * 4 * 160 > 2**31
+    params = [torch.empty(s, device='meta') for s in ((4, 12, 160), (4, 160, 10), (4, 160), (640, 1), (640,))]
+    with pytest.raises(ValueError, match='2\\*\\*31'):
+        ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
+
+
 @pytest.mark.parametrize('num_states', [1, 4])
 def test_launchers_write_every_output(num_states):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison."""

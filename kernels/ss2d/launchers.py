@@ -65,7 +65,12 @@ def channels_last_view(pixels, height, width):
     return pixels.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
-def _check_triton_device(x):
+def _check_triton_call(x, num_routes, rows):
+    """The kernels run on CUDA (or the interpreter) and index within one image in int32."""
+    batch, channels, height, width = x.shape
+    if height * width * num_routes * max(channels, rows) >= 2 ** 31:
+        raise ValueError(f'the fused SS2D kernels index one image of H*W*K*max(D, R+2N) < 2**31 elements, got '
+                         f'H={height}, W={width}, K={num_routes}, D={channels}, R+2N={rows}')
     if not triton_runs_on(x):
         raise RuntimeError(f'the fused SS2D kernels need CUDA tensors (or TRITON_INTERPRET=1), got {x.device}')
 
@@ -82,7 +87,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
-    _check_triton_device(x)
+    _check_triton_call(x, num_routes, rank + 2 * num_states)
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps,
                                                        save_states)
@@ -112,7 +117,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
-    _check_triton_device(x)
+    _check_triton_call(x, num_routes, rank + 2 * num_states)
     length, device = height * width, x.device
     rows = rank + 2 * num_states
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
