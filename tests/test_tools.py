@@ -53,7 +53,9 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path):
     with open(log, 'w') as log_file:
         process = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT)
         deadline = time.time() + 600
-        while not (work_dir / 'epoch_1.pth').exists() and process.poll() is None and time.time() < deadline:
+        # mmengine writes epoch_N.pth, then the last_checkpoint pointer: wait for the pointer (a kill between the
+        # two would leave no record of the first checkpoint)
+        while not (work_dir / 'last_checkpoint').exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.05)
         assert process.poll() is None, 'training ended before it was interrupted: ' + log.read_text()[-2000:]
         process.send_signal(signal.SIGKILL)
