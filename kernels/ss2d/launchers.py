@@ -87,13 +87,14 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
-    _check_triton_call(x, num_routes, rank + 2 * num_states)
+    rows = rank + 2 * num_states
+    _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps,
                                                        save_states)
     num_chunks = cdiv(length, block_l)
     pixels = pixel_major(x)  # (batch, L, D)
-    weight = x_proj_weight.view(num_routes * (rank + 2 * num_states), channels).to(x.dtype)  # (K*(R+2N), D)
+    weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     x_dbl = torch.matmul(pixels, weight.t())  # (batch, L, K*(R+2N))
     y = empty(batch, length, channels, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, num_chunks, channels, num_states) if save_states else (0,)
@@ -117,9 +118,9 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = check_ss2d_args(
         x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
-    _check_triton_call(x, num_routes, rank + 2 * num_states)
-    length, device = height * width, x.device
     rows = rank + 2 * num_states
+    _check_triton_call(x, num_routes, rows)
+    length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)

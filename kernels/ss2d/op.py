@@ -21,7 +21,7 @@ from ..cross_scan.naive import ROUTES
 from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
-from .launchers import block_sizes, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
+from .launchers import block_sizes, channels_last_view, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
 from .naive import ss2d_scan_ref
 
 
@@ -44,14 +44,8 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     num_states, length = A_logs.shape[1], height * width
     _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
     states_shape = (batch, num_routes, cdiv(length, chunk), channels, num_states) if save_states else (0,)
-    return (_channels_last_like(x, out_dtype), x.new_empty(batch, length, num_routes * rows),
-            x.new_empty(states_shape, dtype=torch.float32))
-
-
-def _channels_last_like(x, dtype):
-    """An empty tensor shaped like x (batch, D, H, W) in channels-last memory, as the launchers return."""
-    batch, channels, height, width = x.shape
-    return x.new_empty(batch, height, width, channels, dtype=dtype).permute(0, 3, 1, 2)
+    y = channels_last_view(x.new_empty(batch, length, channels, dtype=out_dtype), height, width)
+    return y, x.new_empty(batch, length, num_routes * rows), x.new_empty(states_shape, dtype=torch.float32)
 
 
 def _ss2d_bwd_eager(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
@@ -69,8 +63,9 @@ ss2d_bwd = torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())(_ss2d_bwd
 def _ss2d_bwd_fake(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
                    block_l):
     # like the launcher's results: grad x in channels-last memory, the parameters' gradients contiguous
-    weights = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    return [_channels_last_like(x, x.dtype)] + [t.new_empty(t.shape) for t in weights]
+    batch, channels, height, width = x.shape
+    grad_x = channels_last_view(x.new_empty(batch, height * width, channels), height, width)
+    return [grad_x] + [t.new_empty(t.shape) for t in (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)]
 
 
 def ss2d_flop_count(batch, channels, length, num_routes, rank, num_states):

@@ -26,16 +26,16 @@ def _route_pixels(route_codes, k, step, length, height, width):
 
 
 @triton.jit
-def _route_tile(x_image, xdbl_route, row_stride, dtw_row_ptr, bias, A, pixel, step_mask, channels, num_states, d,
+def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_row_ptr, bias, A, pixel, step_mask, num_states,
                 d_mask, n, n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr):
-    """Load one chunk of route steps (at ``pixel``) and form its scan inputs in fp32.
+    """Load one chunk of route steps (at ``pixel``; ``map_offsets`` (BLOCK_D, BLOCK_L) of those pixels' channels in
+    the pixel-major map) and form its scan inputs in fp32.
 
     delta = dt_projs_weight @ dt-slice + bias is a rank-1 update per dt rank (no tl.dot: R is small).
     Returns u (BLOCK_D, BLOCK_L), B and C (BLOCK_N, BLOCK_L), delta before softplus, dt, decay and drive
     (BLOCK_D, BLOCK_N, BLOCK_L).
     """
-    u = tl.load(x_image + pixel[None, :] * channels + d[:, None], mask=d_mask[:, None] & step_mask[None, :],
-                other=0.0).to(tl.float32)
+    u = tl.load(x_image + map_offsets, mask=d_mask[:, None] & step_mask[None, :], other=0.0).to(tl.float32)
     xdbl_pixels = xdbl_route + pixel * row_stride  # (BLOCK_L,) pointers to the route's R + 2N columns
     bc_mask = n_mask[:, None] & step_mask[None, :]
     B = tl.load(xdbl_pixels[None, :] + (RANK + n)[:, None], mask=bc_mask, other=0.0).to(tl.float32)
@@ -66,6 +66,16 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
+def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, num_states, num_chunks,
+                 RANK: tl.constexpr):
+    """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)) and its chunk states (chunks, D, N)."""
+    rows = RANK + 2 * num_states
+    xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows
+    state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * channels * num_states
+    return xdbl_route, state_route
+
+
+@triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -79,13 +89,12 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     image = batch.to(tl.int64) * length * channels
     x_image, y_image = x_ptr + image, y_ptr + image
     row_stride = num_routes * (RANK + 2 * num_states)
+    state_tile = d[:, None] * num_states + n[None, :]  # one contiguous (BLOCK_D, BLOCK_N) tile per chunk
     for k in range(num_routes):
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
-        xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * row_stride + k * (RANK + 2 * num_states)
-        # the chunk states of this route: (chunks, D, N), one contiguous (BLOCK_D, BLOCK_N) tile per chunk
-        state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * channels * num_states
-        state_tile = d[:, None] * num_states + n[None, :]
+        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
+                                               num_states, num_chunks, RANK)
         h = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         for chunk in range(num_chunks):
             if SAVE_STATES:  # state entering the chunk, for the backward
@@ -94,15 +103,16 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             step = chunk * BLOCK_L + j
             step_mask = step < length
             pixel = _route_pixels(route_codes, k, step, length, height, width)
-            u, _, C, _, _, decay, drive = _route_tile(x_image, xdbl_route, row_stride, dtw_row_ptr, bias, A, pixel,
-                                                      step_mask, channels, num_states, d, d_mask, n, n_mask, RANK,
+            map_offsets = pixel[None, :] * channels + d[:, None]  # (BLOCK_D, BLOCK_L) in the pixel-major maps
+            u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_row_ptr,
+                                                      bias, A, pixel, step_mask, num_states, d_mask, n, n_mask, RANK,
                                                       RANK_UNROLL)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h[:, :, None] + state_from_zero  # (BLOCK_D, BLOCK_N, BLOCK_L)
             h = pick(states, j[None, None, :], BLOCK_L - 1, 2)
             y = tl.sum(states * C[None, :, :], axis=1) + skip[:, None] * u
             mask = d_mask[:, None] & step_mask[None, :]
-            y_ptrs = y_image + pixel[None, :] * channels + d[:, None]
+            y_ptrs = y_image + map_offsets
             y += tl.load(y_ptrs, mask=mask & (k > 0), other=0.0).to(tl.float32)
             tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
         tl.debug_barrier()  # a later route reads back what other threads of this program wrote
@@ -130,16 +140,15 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     image = batch.to(tl.int64) * length * channels
     x_image, dy_image, dx_image = x_ptr + image, dy_ptr + image, dx_ptr + image
     row_stride = num_routes * (RANK + 2 * num_states)
+    state_tile = d[:, None] * num_states + n[None, :]  # one contiguous (BLOCK_D, BLOCK_N) tile per chunk
     for k in range(num_routes):
         dtw_row_ptr, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                    d, d_mask, n, n_mask, RANK)
-        xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * row_stride + k * (RANK + 2 * num_states)
+        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
+                                               num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
         part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
                       + k * 2 * num_states)  # pixel stride K*2N
-        # the chunk states of this route: (chunks, D, N), one contiguous (BLOCK_D, BLOCK_N) tile per chunk
-        state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * channels * num_states
-        state_tile = d[:, None] * num_states + n[None, :]
         carry = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
         grad_a = tl.zeros((BLOCK_D, BLOCK_N), dtype=tl.float32)
         grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
@@ -150,11 +159,11 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             step = chunk * BLOCK_L + j
             step_mask = step < length
             pixel = _route_pixels(route_codes, k, step, length, height, width)
-            u, B, C, delta, dt, decay, drive = _route_tile(x_image, xdbl_route, row_stride, dtw_row_ptr, bias, A,
-                                                           pixel, step_mask, channels, num_states, d, d_mask, n,
-                                                           n_mask, RANK, RANK_UNROLL)
-            mask = d_mask[:, None] & step_mask[None, :]
             map_offsets = pixel[None, :] * channels + d[:, None]  # (BLOCK_D, BLOCK_L) in the pixel-major maps
+            u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_row_ptr,
+                                                           bias, A, pixel, step_mask, num_states, d_mask, n, n_mask,
+                                                           RANK, RANK_UNROLL)
+            mask = d_mask[:, None] & step_mask[None, :]
             dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 2)
             states = decay_cum * h0[:, :, None] + state_from_zero  # h_t, (BLOCK_D, BLOCK_N, BLOCK_L)
