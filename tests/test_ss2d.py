@@ -42,7 +42,7 @@ def check_all(y, grads, y_ref, grads_ref, dtype):
 
 @pytest.mark.parametrize('num_states', [1, 4])
 @pytest.mark.parametrize('num_routes', [1, 2, 4])
-@pytest.mark.parametrize('block_l', [16, None])  # 16: three chunks of 35 steps, the last one partial
+@pytest.mark.parametrize('block_l', [16, None])  # 16: three chunks of 35 steps, the last one partial; None: 8 or fewer
 def test_fused_matches_reference(num_states, num_routes, block_l):
     routes = ROUTES_BY_K[num_routes]
     inputs = make_inputs(num_routes, num_states)

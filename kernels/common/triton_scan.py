@@ -32,6 +32,19 @@ def combine_next_decay(excl_first, decay_first, acc_first, excl_second, decay_se
 
 
 @triton.jit
+def reverse_scan_next_decay(decay, acc, axis: tl.constexpr):
+    """g_t = acc_t + decay_{t+1} * g_{t+1} scanned from the end along ``axis``: returns (product of the decays after
+    each step up to the end, g).
+
+    Scans the flipped tiles forward and flips back: a flip along an axis held inside each thread is free, where
+    ``reverse=True`` made Triton (3.6-3.8) move the values across all 32 lanes and back (5 shuffles per value).
+    """
+    excl, _, g = tl.associative_scan((tl.full(decay.shape, 1.0, tl.float32), tl.flip(decay, axis), tl.flip(acc, axis)),
+                                     axis, combine_next_decay)
+    return tl.flip(excl, axis), tl.flip(g, axis)
+
+
+@triton.jit
 def softplus(x):
     """log(1 + exp(x)) in fp32, linear above 20 like torch.nn.functional.softplus."""
     return tl.where(x > 20.0, x, tl.log(1.0 + tl.exp(tl.minimum(x, 20.0))))

@@ -31,20 +31,16 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     return batch, channels, height, width, rank, num_states
 
 
-def block_sizes(channels, num_states, length, block_l=None, block_d=None, num_warps=None, save_states=True):
+def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None):
     """(BLOCK_D, BLOCK_N, BLOCK_L, warps): programs scan BLOCK_D channels x BLOCK_N states in chunks of BLOCK_L steps.
 
-    From an H100 sweep of the pixel-major kernels (docs/benchmarks.md), single-warp programs (no barriers in their
-    reductions and scans): for training (the forward saving chunk states, and the backward, which must use the same
-    chunks) 16-step chunks over 8 channels at N = 1, so that every step reads 8 contiguous channels; a forward that
-    saves nothing (inference) takes twice the tile: 32 steps x 8 channels on long maps, 16 x 16 on short ones.
+    A warp's 32 lanes take 32 channels (fewer on narrow maps) and every lane holds the chunk's BLOCK_L x BLOCK_N
+    values of its channel: 8 steps at N = 1, fewer steps as N grows (BLOCK_L * BLOCK_N <= 16 values per lane).
     """
     block_n = next_power_of_2(num_states)
     num_warps = num_warps or 1
-    long_map = length >= 2048
-    block_l = block_l or (16 if save_states or not long_map else 32)
-    tile = 128 * num_warps * (1 if save_states else 2)
-    block_d = block_d or min(next_power_of_2(channels), max(1, tile // (block_n * block_l)))
+    block_l = block_l or max(1, min(8, 16 // block_n))
+    block_d = block_d or min(next_power_of_2(channels), 32 * num_warps)
     return block_d, block_n, block_l, num_warps
 
 
@@ -81,7 +77,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     states or an empty tensor).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
-    ``states`` (batch, K, chunks, D, N) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
+    ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``).
     """
     num_routes = len(codes)
@@ -90,21 +86,21 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
-    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps,
-                                                       save_states)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
     num_chunks = cdiv(length, block_l)
     pixels = pixel_major(x)  # (batch, L, D)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     x_dbl = torch.matmul(pixels, weight.t())  # (batch, L, K*(R+2N))
-    y = empty(batch, length, channels, dtype=out_dtype, device=device)
-    states_shape = (batch, num_routes, num_chunks, channels, num_states) if save_states else (0,)
+    y_routes = empty(num_routes, batch, length, channels, dtype=out_dtype, device=device)
+    states_shape = (batch, num_routes, num_chunks, num_states, channels) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
-    ss2d_fwd_kernel[(cdiv(channels, block_d), batch)](
+    ss2d_fwd_kernel[(cdiv(channels, block_d), num_routes, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), y, states, channels, height, width, num_routes, num_states,
+        A_logs.contiguous(), Ds.contiguous(), y_routes, states, channels, height, width, num_routes, num_states,
         num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n,
         BLOCK_L=block_l, num_warps=num_warps)
+    y = y_routes[0] if num_routes == 1 else y_routes.sum(0, dtype=out_dtype)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states
 
 
@@ -121,22 +117,22 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
-    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, length, block_l, block_d, num_warps)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
     check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
-    check_shape('states', states, (batch, num_routes, num_chunks, channels, num_states))
+    check_shape('states', states, (batch, num_routes, num_chunks, num_states, channels))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
-    grad_scan = empty(batch, length, channels, dtype=torch.float32, device=device)
+    grad_routes = empty(num_routes, batch, length, channels, dtype=torch.float32, device=device)
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
     part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
     part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
     from .triton_kernels import ss2d_bwd_kernel
-    ss2d_bwd_kernel[(num_blocks, batch)](
+    ss2d_bwd_kernel[(num_blocks, num_routes, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_scan, grad_delta, part_bc, part_alog,
+        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_routes, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
         RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
@@ -148,7 +144,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     grad_xdbl = torch.cat([grad_low.view(batch, length, num_routes, rank).float(), part_bc.sum(1)], dim=3)
     grad_xdbl = grad_xdbl.view(batch, length, num_routes * rows)  # (batch, L, K*(R+2N)) like x_dbl
     weight = x_proj_weight.view(num_routes * rows, channels)  # (K*(R+2N), D)
-    grad_scan.baddbmm_(grad_xdbl, weight.float().expand(batch, -1, -1))  # + the projections' part: (batch, L, D)
+    grad_scan = grad_routes[0] if num_routes == 1 else grad_routes.sum(0)  # the routes' scan parts: (batch, L, D)
+    grad_scan.baddbmm_(grad_xdbl, weight.float().expand(batch, -1, -1))  # + the projections' part
     grad_proj = torch.matmul(grad_xdbl.to(x.dtype).transpose(1, 2), pixels).float().sum(0)  # (K*(R+2N), D)
     return (channels_last_view(grad_scan.to(x.dtype), height, width),
             grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),

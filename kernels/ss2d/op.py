@@ -42,8 +42,8 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     batch, channels, height, width = x.shape
     num_routes, rows, _ = x_proj_weight.shape
     num_states, length = A_logs.shape[1], height * width
-    _, _, chunk, _ = block_sizes(channels, num_states, length, block_l)
-    states_shape = (batch, num_routes, cdiv(length, chunk), channels, num_states) if save_states else (0,)
+    _, _, chunk, _ = block_sizes(channels, num_states, block_l)
+    states_shape = (batch, num_routes, cdiv(length, chunk), num_states, channels) if save_states else (0,)
     y = channels_last_view(x.new_empty(batch, length, channels, dtype=out_dtype), height, width)
     return y, x.new_empty(batch, length, num_routes * rows), x.new_empty(states_shape, dtype=torch.float32)
 
@@ -116,12 +116,12 @@ def ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
                     block_l=None):
     """The fused Triton SS2D core (CUDA, or CPU under TRITON_INTERPRET=1); arguments as :func:`ss2d_scan`.
 
-    ``block_l`` (steps per chunk, a power of two >= 16) is for tests; by default it follows N.
+    ``block_l`` (steps per chunk, a power of two) is for tests; by default it follows N.
     """
     codes = route_codes(routes)
     check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
-    if block_l is not None and (block_l < 16 or block_l & (block_l - 1)):
-        raise ValueError(f'block_l must be a power of two >= 16, got {block_l}')
+    if block_l is not None and (block_l < 1 or block_l & (block_l - 1)):
+        raise ValueError(f'block_l must be a power of two, got {block_l}')
     inputs = (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     save_states = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
     return SS2DFunction.apply(*inputs, codes, out_dtype or x.dtype, save_states, block_l)
