@@ -63,9 +63,19 @@ def test_fused_thin_maps(size):
     check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, torch.float32)
 
 
-@pytest.mark.parametrize('size', [(5, 7), (48, 48)])  # short map: 16-step chunks; long (L >= 2048): 32-step
+def test_fused_many_channel_blocks():
+    """40 channels: two blocks of 32 lanes, the second one partly masked; B and C gradients summed over blocks."""
+    inputs = make_inputs(4, 1, channels=40, height=3, width=5)
+    grad_y = torch.randn(2, 40, 3, 5, dtype=torch.float64)
+    y_ref, grads_ref = reference(inputs, ROUTES, grad_y)
+    leaves = [t.float().requires_grad_() for t in inputs]
+    y = ss2d_scan_fused(*leaves)
+    check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, torch.float32)
+
+
+@pytest.mark.parametrize('size', [(5, 7), (12, 3)])
 def test_inference_forward_matches_reference(size):
-    """Without autograd the forward saves no chunk states and takes its own (larger) tiles."""
+    """Without autograd the forward saves no chunk states."""
     inputs = make_inputs(2, 1, batch=1, channels=4, height=size[0], width=size[1])
     y_ref = ss2d_scan_ref(*inputs, routes=('h_flip', 'v'))
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """Time the scan kernels against the vectorised PyTorch path and the device's copy bandwidth, in one run.
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
-    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,group,norm,sweep,sweep_norm] [--check]
+    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm] [--check]
         [--out DIR]
 Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
@@ -318,6 +318,29 @@ def sweep_ss2d(batch, device, configs=((32, 8, 1), (32, 4, 1), (32, 16, 1), (16,
     return rows
 
 
+def profile_ss2d(batch, device):
+    """GPU time of every kernel in one forward + backward of the public SS2D op (bf16, each VMamba-T stage)."""
+    from torch.profiler import ProfilerActivity, profile
+    rows = []
+    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
+        leaves = [t.requires_grad_() for t in ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)]
+        grad = torch.randn_like(leaves[0])
+        step = fwd_bwd(K.ss2d_scan, leaves, grad)
+        step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            step()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.key_averages() if e.device_type.name == 'CUDA' and e.self_device_time_total > 0]
+        total = sum(e.self_device_time_total for e in kernels) / 1e3
+        print(f'[profile] ss2d {shape_name} bf16 fwd+bwd: {total:.3f} ms of GPU kernels', flush=True)
+        for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
+            ms = e.self_device_time_total / 1e3
+            rows.append(dict(shape=shape_name, kernel=e.key, count=e.count, ms=ms))
+            print(f'[profile]   {ms:7.3f} ms x{e.count} {e.key[:100]}', flush=True)
+    return rows
+
+
 def _report_errors(errors, key, label, names, got, ref):
     """Store and print the relative RMS errors of ``got`` against the float64 ``ref``, one per name."""
     errors[key] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
@@ -363,7 +386,7 @@ def check_layer_norm(device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch', type=int, default=128)
-    parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,sweep,sweep_norm')
+    parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,profile,sweep,sweep_norm')
     parser.add_argument('--check', action='store_true',
                         help='check the fused SS2D core and LayerNorm2d against float64 first')
     parser.add_argument('--out', default=os.environ.get('OUT', '.'))
@@ -390,6 +413,8 @@ def main():
         if section in sections:
             bench(table, args.batch, device)
     report['rows'] = table.records
+    if 'profile' in sections:
+        report['profile'] = profile_ss2d(args.batch, device)
     report['sweep'] = ((sweep_ss2d(args.batch, device) if 'sweep' in sections else [])
                        + (sweep_norm(args.batch, device) if 'sweep_norm' in sections else []))
     os.makedirs(args.out, exist_ok=True)

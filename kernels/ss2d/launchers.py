@@ -123,7 +123,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
     check_shape('states', states, (batch, num_routes, num_chunks, num_states, channels))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
-    grad_routes = empty(num_routes, batch, length, channels, dtype=torch.float32, device=device)
+    # the routes' scan parts of grad x, and in the last slot the projections' part: summed at the end
+    grad_parts = empty(num_routes + 1, batch, length, channels, dtype=x.dtype, device=device)
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
     part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
@@ -132,22 +133,23 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, num_routes, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_routes, grad_delta, part_bc, part_alog,
+        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
         RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
     # at once, with the routes' dt weights as one block-diagonal (K*D, K*R) matrix
-    grad_delta = grad_delta.view(batch, length, num_routes * channels)
-    grad_low = torch.matmul(grad_delta, torch.block_diag(*dt_projs_weight.to(x.dtype)))  # (batch, L, K*R)
-    grad_dtw = torch.matmul(grad_delta.transpose(1, 2), x_dbl).float().sum(0)  # (K*D, K*(R+2N)), every route pair
+    grad_delta = grad_delta.view(batch * length, num_routes * channels)
+    grad_low = torch.matmul(grad_delta, torch.block_diag(*dt_projs_weight.to(x.dtype)))  # (batch*L, K*R)
+    x_dbl_rows = x_dbl.view(batch * length, num_routes * rows)
+    grad_dtw = torch.matmul(grad_delta.t(), x_dbl_rows).float()  # (K*D, K*(R+2N)), every route pair
     grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
-    grad_xdbl = torch.cat([grad_low.view(batch, length, num_routes, rank).float(), part_bc.sum(1)], dim=3)
-    grad_xdbl = grad_xdbl.view(batch, length, num_routes * rows)  # (batch, L, K*(R+2N)) like x_dbl
-    weight = x_proj_weight.view(num_routes * rows, channels)  # (K*(R+2N), D)
-    grad_scan = grad_routes[0] if num_routes == 1 else grad_routes.sum(0)  # the routes' scan parts: (batch, L, D)
-    grad_scan.baddbmm_(grad_xdbl, weight.float().expand(batch, -1, -1))  # + the projections' part
-    grad_proj = torch.matmul(grad_xdbl.to(x.dtype).transpose(1, 2), pixels).float().sum(0)  # (K*(R+2N), D)
-    return (channels_last_view(grad_scan.to(x.dtype), height, width),
+    grad_xdbl = torch.cat([grad_low.view(batch * length, num_routes, rank), part_bc.sum(1).to(x.dtype).view(
+        batch * length, num_routes, 2 * num_states)], dim=2).view(batch * length, num_routes * rows)  # like x_dbl
+    weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
+    torch.matmul(grad_xdbl, weight, out=grad_parts[num_routes].view(batch * length, channels))
+    grad_scan = grad_parts.sum(0)  # (batch, L, D): the routes' scan parts + the projections' part
+    grad_proj = torch.matmul(grad_xdbl.t(), pixels.view(batch * length, channels)).float()  # (K*(R+2N), D)
+    return (channels_last_view(grad_scan, height, width),
             grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),
             grad_dtw[:, :rank].permute(2, 0, 1).contiguous().to(dt_projs_weight.dtype),
             part_dtb.sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),

@@ -134,8 +134,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Route k's reverse pass, chunks from the end; recomputes each chunk's states from the saved chunk state.
 
-    Everything per pixel is pixel-major like x. Writes route k's part of dx into dx (K, batch, H*W, D) fp32 (the
-    scan's part; the launcher sums the routes), the gradient of delta before softplus (batch, H*W, K, D) (the
+    Everything per pixel is pixel-major like x. Writes route k's part of dx into dx (K + 1, batch, H*W, D) in dx's
+    dtype (the scan's part; the launcher adds the projections' part in the last slot and sums), the gradient of delta before softplus (batch, H*W, K, D) (the
     launcher turns it into the dt up-projection's gradients with matmuls), per-channel-block partial gradients of
     B and C (batch, blocks, H*W, K, 2N), and per-image partials of A_logs, Ds and dt_projs_bias.
     """
@@ -186,7 +186,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
         grad_skip += tl.sum(dy * u, axis=0)
         grad_bias += tl.sum(grad_delta, axis=0)
-        tl.store(dx_route + map_offsets, dt * grad_h_B + skip[None, :] * dy, mask=mask)
+        grad_u = dt * grad_h_B + skip[None, :] * dy
+        tl.store(dx_route + map_offsets, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
         tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
                  grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
         grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
