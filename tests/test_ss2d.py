@@ -7,7 +7,7 @@ from mmssm.kernels import ROUTES, ss2d_scan
 from mmssm.kernels.common.interpreter import vectorize_interpreter_scans
 from mmssm.kernels.cross_scan import route_codes
 from mmssm.kernels.ss2d import ss2d_flop_count, ss2d_scan_fused, ss2d_scan_ref
-from mmssm.kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
+from mmssm.kernels.ss2d.launchers import MIN_PROGRAMS_PER_SM, route_parts, ss2d_bwd_triton, ss2d_fwd_triton
 from mmssm.kernels.testing import assert_close, poisoned_empty
 
 vectorize_interpreter_scans()
@@ -91,19 +91,33 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
         ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
 
 
-@pytest.mark.parametrize('num_states', [1, 4])
-def test_launchers_write_every_output(num_states):
-    """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison."""
+@pytest.mark.parametrize('num_states, parts', [(1, 1), (1, 2), (4, 4)])
+def test_launchers_write_every_output(num_states, parts):
+    """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison. ``parts``: the
+    programs scan 4, 2 or 1 routes one after the other, adding into the same output."""
     routes = ROUTES_BY_K[4]
     inputs = make_inputs(4, num_states)
     grad_y = torch.randn(2, 6, 5, 7, dtype=torch.float64)
     y_ref, grads_ref = reference(inputs, routes, grad_y)
     codes = route_codes(routes)
     fp32 = [t.float() for t in inputs]
-    y, x_dbl, states = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16)
+    y, x_dbl, states = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
+                                       parts=parts)
     grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, *fp32[1:], codes, empty=poisoned_empty,
-                            block_l=16)
+                            block_l=16, parts=parts)
     check_all(y, grads, y_ref, grads_ref, torch.float32)
+
+
+def test_route_parts_follow_the_device_and_refuse_non_divisors():
+    """Fewest parts giving MIN_PROGRAMS_PER_SM programs per SM (132 SMs for the interpreter); a bad choice fails."""
+    cpu = torch.device('cpu')
+    target = MIN_PROGRAMS_PER_SM * 132
+    assert route_parts(4, target, cpu) == 1
+    assert route_parts(4, target // 2, cpu) == 2
+    assert route_parts(4, 1, cpu) == 4
+    assert route_parts(1, 1, cpu) == 1
+    with pytest.raises(ValueError, match='divide'):
+        route_parts(4, 1, cpu, parts=3)
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])

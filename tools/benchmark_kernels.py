@@ -7,6 +7,7 @@ Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out``
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
 """
 import argparse
+import itertools
 import json
 import math
 import os
@@ -297,23 +298,22 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-def sweep_ss2d(batch, device, configs=((32, 8, 1), (32, 4, 1), (32, 16, 1), (16, 8, 1), (16, 16, 1), (64, 8, 2),
-                                       (64, 4, 2), (128, 8, 4))):
-    """The fused SS2D launchers (bf16, every VMamba-T stage) with non-default (BLOCK_D, BLOCK_L, num_warps)."""
+def sweep_ss2d(batch, device, configs=((32, 8, 1), (32, 16, 1), (16, 8, 1), (64, 8, 2))):
+    """The fused SS2D launchers (bf16, every VMamba-T stage) at (BLOCK_D, BLOCK_L, num_warps) tiles and 1, 2 or 4
+    route parts (programs scanning 4, 2 or 1 routes in turn)."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
     for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
         x, *params = ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)
         grad = torch.randn_like(x)
-        for block_d, block_l, warps in configs:
-            blocks = dict(block_d=block_d, block_l=block_l, num_warps=warps)
+        for (block_d, block_l, warps), parts in itertools.product(configs, (1, 2, 4)):
+            blocks = dict(block_d=block_d, block_l=block_l, num_warps=warps, parts=parts)
             _, x_dbl, states = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **blocks)
             fwd = median_ms(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **blocks))
             bwd = median_ms(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, *params, codes, **blocks))
-            rows.append(dict(shape=shape_name, block_d=block_d, block_l=block_l, num_warps=warps, fwd_ms=fwd,
-                             bwd_ms=bwd))
-            print(f'[sweep] ss2d {shape_name} bf16 BLOCK_D={block_d} BLOCK_L={block_l} warps={warps}: '
+            rows.append(dict(shape=shape_name, fwd_ms=fwd, bwd_ms=bwd, **blocks))
+            print(f'[sweep] ss2d {shape_name} bf16 BLOCK_D={block_d} BLOCK_L={block_l} warps={warps} parts={parts}: '
                   f'fwd {fwd:.3f} ms, bwd {bwd:.3f} ms', flush=True)
     return rows
 

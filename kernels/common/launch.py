@@ -1,4 +1,5 @@
 """Argument checks and device rules shared by every op's launchers (plain PyTorch, no Triton import)."""
+import functools
 import os
 
 import torch
@@ -23,6 +24,18 @@ def interpreting():
 def triton_runs_on(tensor):
     """Whether a Triton kernel can take ``tensor``: CUDA tensors, or CPU tensors under the interpreter."""
     return tensor.is_cuda or (tensor.device.type == 'cpu' and interpreting())
+
+
+@functools.lru_cache(maxsize=None)
+def _cuda_multiprocessor_count(index):
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+def multiprocessor_count(device):
+    """SMs of a CUDA device (cached); 132 (an H100's) for the interpreter on CPU, so launches look like the GPU's."""
+    if device.type != 'cuda':
+        return 132
+    return _cuda_multiprocessor_count(device.index if device.index is not None else torch.cuda.current_device())
 
 
 def cdiv(a, b):

@@ -1,10 +1,12 @@
 """Argument checks and the launchers of the fused SS2D kernels (projection matmuls, allocation, grid, reductions)."""
 import torch
 
-from ..common.launch import cdiv, check_devices, check_dtype, check_shape, next_power_of_2, triton_runs_on
+from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, multiprocessor_count, next_power_of_2,
+                             triton_runs_on)
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
+MIN_PROGRAMS_PER_SM = 8  # resident single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
 def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes):
@@ -44,6 +46,21 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
+def route_parts(num_routes, programs_per_part, device, parts=None):
+    """How many groups of routes (a divisor of K) run side by side, each program scanning K / parts routes in turn.
+
+    The fewest parts (less merging: the launcher sums the parts) that still give every SM
+    ``MIN_PROGRAMS_PER_SM`` single-warp programs to hide the scans' memory latency.
+    """
+    if parts is not None:
+        if parts < 1 or num_routes % parts:
+            raise ValueError(f'parts must divide the {num_routes} routes, got {parts}')
+        return parts
+    target = MIN_PROGRAMS_PER_SM * multiprocessor_count(device)
+    return next(p for p in range(1, num_routes + 1) if num_routes % p == 0 and
+                (programs_per_part * p >= target or p == num_routes))
+
+
 def pack_codes(codes):
     """The K route codes (2 bits each) as one int, route k in bits 2k and 2k+1, as the kernels read them."""
     return sum(code << (2 * k) for k, code in enumerate(codes))
@@ -72,7 +89,7 @@ def _check_triton_call(x, num_routes, rows):
 
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=None):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states or an empty tensor).
 
@@ -91,21 +108,23 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     pixels = pixel_major(x)  # (batch, L, D)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     x_dbl = torch.matmul(pixels, weight.t())  # (batch, L, K*(R+2N))
-    y_routes = empty(num_routes, batch, length, channels, dtype=out_dtype, device=device)
+    num_blocks = cdiv(channels, block_d)
+    parts = route_parts(num_routes, num_blocks * batch, device, parts)
+    y_parts = empty(parts, batch, length, channels, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, num_chunks, num_states, channels) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_fwd_kernel
-    ss2d_fwd_kernel[(cdiv(channels, block_d), num_routes, batch)](
+    ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), y_routes, states, channels, height, width, num_routes, num_states,
+        A_logs.contiguous(), Ds.contiguous(), y_parts, states, channels, height, width, num_routes, num_states,
         num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n,
         BLOCK_L=block_l, num_warps=num_warps)
-    y = y_routes[0] if num_routes == 1 else y_routes.sum(0, dtype=out_dtype)  # the merge: (batch, L, D)
+    y = y_parts[0] if parts == 1 else y_parts.sum(0, dtype=out_dtype)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=None):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
@@ -123,15 +142,15 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
     check_shape('states', states, (batch, num_routes, num_chunks, num_states, channels))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
-    # the routes' scan parts of grad x, and in the last slot the projections' part: summed at the end
-    grad_parts = empty(num_routes + 1, batch, length, channels, dtype=x.dtype, device=device)
+    parts = route_parts(num_routes, num_blocks * batch, device, parts)
+    grad_parts = empty(parts, batch, length, channels, dtype=x.dtype, device=device)  # the scans' part of grad x
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
     part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
     part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
     part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
     from .triton_kernels import ss2d_bwd_kernel
-    ss2d_bwd_kernel[(num_blocks, num_routes, batch)](
+    ss2d_bwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
@@ -146,8 +165,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     grad_xdbl = torch.cat([grad_low.view(batch * length, num_routes, rank), part_bc.sum(1).to(x.dtype).view(
         batch * length, num_routes, 2 * num_states)], dim=2).view(batch * length, num_routes * rows)  # like x_dbl
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
-    torch.matmul(grad_xdbl, weight, out=grad_parts[num_routes].view(batch * length, channels))
-    grad_scan = grad_parts.sum(0)  # (batch, L, D): the routes' scan parts + the projections' part
+    grad_scan = grad_parts[0] if parts == 1 else grad_parts.sum(0)  # (batch, L, D)
+    grad_scan.view(batch * length, channels).addmm_(grad_xdbl, weight)  # + the projections' part
     grad_proj = torch.matmul(grad_xdbl.t(), pixels.view(batch * length, channels)).float()  # (K*(R+2N), D)
     return (channels_last_view(grad_scan, height, width),
             grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),

@@ -5,7 +5,8 @@ The kernels read the map in pixel-major (channels-last) memory, (batch, H*W, D):
 copy. x_dbl, the routes' projections (dt-rank slice, B, C) of every pixel, is (batch, H*W, K*(R+2N)) in the same
 pixel order. One program per (block of channels, route, image) walks its route in chunks of BLOCK_L steps: it loads
 x and x_dbl at the chunk's pixels, forms delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans,
-and writes the route's output at the pixels it read; the launcher sums the routes (the merge).
+and adds the route's output into y at the pixels it read: the merge. A program takes one route or several, one
+after the other (K / parts); the launcher sums the parts.
 
 Tiles are (BLOCK_L steps, BLOCK_N states, BLOCK_D channels) with the channels last: a warp's lanes hold 32
 channels and every lane holds all the chunk's steps of its channels, so the scans along the steps run inside each
@@ -94,37 +95,48 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    """Route k's output, pixel-major, into y (K, batch, H*W, D) (the launcher sums the routes)."""
-    pid_d, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
+
+    Part p (program axis 1) scans routes p*K/parts .. (p+1)*K/parts - 1 one after the other; the first writes y, the
+    later ones add to it.
+    """
+    pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    routes_per_part = num_routes // tl.num_programs(1)
     length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
     image = batch.to(tl.int64) * length * channels
     x_image = x_ptr + image
-    y_route = y_ptr + k.to(tl.int64) * tl.num_programs(2) * length * channels + image
+    y_image = y_ptr + part.to(tl.int64) * tl.num_programs(2) * length * channels + image
     row_stride = num_routes * (RANK + 2 * num_states)
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
-    dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d, d_mask,
-                                            n, n_mask, RANK)
-    xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
-                                           num_states, num_chunks, RANK)
-    h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    for chunk in range(num_chunks):
-        if SAVE_STATES:  # state entering the chunk, for the backward
-            tl.store(state_route + chunk * num_states * channels + state_tile, h,
-                     mask=n_mask[:, None] & d_mask[None, :])
-        step_mask = chunk * BLOCK_L + j < length
-        pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
-        map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
-        u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias, A,
-                                                  pixel, step_mask, num_states, d_mask, n, n_mask, RANK,
-                                                  RANK_UNROLL)
-        decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
-        states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
-        h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
-        y = tl.sum(states * C, axis=1) + skip[None, :] * u
-        tl.store(y_route + map_offsets, y.to(y_ptr.dtype.element_ty), mask=step_mask[:, None] & d_mask[None, :])
+    for route in range(routes_per_part):
+        k = part * routes_per_part + route
+        dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d,
+                                                d_mask, n, n_mask, RANK)
+        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
+                                               num_states, num_chunks, RANK)
+        h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+        for chunk in range(num_chunks):
+            if SAVE_STATES:  # state entering the chunk, for the backward
+                tl.store(state_route + chunk * num_states * channels + state_tile, h,
+                         mask=n_mask[:, None] & d_mask[None, :])
+            step_mask = chunk * BLOCK_L + j < length
+            pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
+            map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
+            mask = step_mask[:, None] & d_mask[None, :]
+            y_ptrs = y_image + map_offsets
+            y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
+            u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias,
+                                                      A, pixel, step_mask, num_states, d_mask, n, n_mask, RANK,
+                                                      RANK_UNROLL)
+            decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
+            states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
+            h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
+            y += tl.sum(states * C, axis=1) + skip[None, :] * u
+            tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.debug_barrier()  # the next route reads back y, maybe written by other threads of the program
 
 
 @triton.jit
@@ -132,14 +144,17 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    """Route k's reverse pass, chunks from the end; recomputes each chunk's states from the saved chunk state.
+    """Reverse pass of part p's routes (as in the forward), chunks from the end; recomputes each chunk's states
+    from the saved chunk state.
 
-    Everything per pixel is pixel-major like x. Writes route k's part of dx into dx (K + 1, batch, H*W, D) in dx's
-    dtype (the scan's part; the launcher adds the projections' part in the last slot and sums), the gradient of delta before softplus (batch, H*W, K, D) (the
-    launcher turns it into the dt up-projection's gradients with matmuls), per-channel-block partial gradients of
-    B and C (batch, blocks, H*W, K, 2N), and per-image partials of A_logs, Ds and dt_projs_bias.
+    Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
+    (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
+    of delta before softplus (batch, H*W, K, D) (the launcher turns it into the dt up-projection's gradients with
+    matmuls), per-channel-block partial gradients of B and C (batch, blocks, H*W, K, 2N), and per-image partials of
+    A_logs, Ds and dt_projs_bias.
     """
-    pid_d, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    routes_per_part = num_routes // tl.num_programs(1)
     num_blocks = tl.num_programs(0)
     length = height * width
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
@@ -148,55 +163,60 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     nd_mask = n_mask[:, None] & d_mask[None, :]
     image = batch.to(tl.int64) * length * channels
     x_image, dy_image = x_ptr + image, dy_ptr + image
-    dx_route = dx_ptr + k.to(tl.int64) * tl.num_programs(2) * length * channels + image
+    dx_image = dx_ptr + part.to(tl.int64) * tl.num_programs(2) * length * channels + image
     row_stride = num_routes * (RANK + 2 * num_states)
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
-    dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d, d_mask,
-                                            n, n_mask, RANK)
-    xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
-                                           num_states, num_chunks, RANK)
-    grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
-    part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
-                  + k * 2 * num_states)  # pixel stride K*2N
-    carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
-    grad_a = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-    grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-    for chunk_from_end in range(num_chunks):
-        chunk = num_chunks - 1 - chunk_from_end
-        h0 = tl.load(state_route + chunk * num_states * channels + state_tile, mask=nd_mask, other=0.0)
-        step_mask = chunk * BLOCK_L + j < length
-        pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
-        map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
-        u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias,
-                                                       A, pixel, step_mask, num_states, d_mask, n, n_mask, RANK,
-                                                       RANK_UNROLL)
-        mask = step_mask[:, None] & d_mask[None, :]
-        dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
-        decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
-        states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
-        carried = states - drive  # a_t * h_{t-1}
-        # dh_t = C_t dy_t + a_{t+1} dh_{t+1}, scanned from the chunk's end
-        excl, acc = reverse_scan_next_decay(decay, C * dy[:, None, :], 0)
-        grad_h = acc + excl * carry[None, :, :]
-        carry = pick(decay * grad_h, j[:, None, None], 0, 0)
-        grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
-        grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
-        grad_delta = grad_dt * sigmoid(delta)
-        grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
-        grad_skip += tl.sum(dy * u, axis=0)
-        grad_bias += tl.sum(grad_delta, axis=0)
-        grad_u = dt * grad_h_B + skip[None, :] * dy
-        tl.store(dx_route + map_offsets, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
-        tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
-                 grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
-        grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
-        grad_C = tl.sum(states * dy[:, None, :], axis=2)
-        bc_mask = step_mask[:, None] & n_mask[None, :]
-        part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
-        tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
-        tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
-    row = (batch * num_routes + k) * channels + d
-    tl.store(part_alog_ptr + row[None, :] * num_states + n[:, None], grad_a * A, mask=nd_mask)
-    tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
-    tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
+    for route in range(routes_per_part):
+        k = part * routes_per_part + route
+        dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d,
+                                                d_mask, n, n_mask, RANK)
+        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
+                                               num_states, num_chunks, RANK)
+        grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
+        part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
+                      + k * 2 * num_states)  # pixel stride K*2N
+        carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
+        grad_a = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
+        grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
+        for chunk_from_end in range(num_chunks):
+            chunk = num_chunks - 1 - chunk_from_end
+            h0 = tl.load(state_route + chunk * num_states * channels + state_tile, mask=nd_mask, other=0.0)
+            step_mask = chunk * BLOCK_L + j < length
+            pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
+            map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
+            mask = step_mask[:, None] & d_mask[None, :]
+            dx_ptrs = dx_image + map_offsets
+            grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
+            u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
+                                                           bias, A, pixel, step_mask, num_states, d_mask, n, n_mask,
+                                                           RANK, RANK_UNROLL)
+            dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
+            decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
+            states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
+            carried = states - drive  # a_t * h_{t-1}
+            # dh_t = C_t dy_t + a_{t+1} dh_{t+1}, scanned from the chunk's end
+            excl, acc = reverse_scan_next_decay(decay, C * dy[:, None, :], 0)
+            grad_h = acc + excl * carry[None, :, :]
+            carry = pick(decay * grad_h, j[:, None, None], 0, 0)
+            grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
+            grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
+            grad_delta = grad_dt * sigmoid(delta)
+            grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
+            grad_skip += tl.sum(dy * u, axis=0)
+            grad_bias += tl.sum(grad_delta, axis=0)
+            grad_u += dt * grad_h_B + skip[None, :] * dy
+            tl.store(dx_ptrs, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
+            tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
+                     grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
+            grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
+            grad_C = tl.sum(states * dy[:, None, :], axis=2)
+            bc_mask = step_mask[:, None] & n_mask[None, :]
+            part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
+            tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
+            tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
+        row = (batch * num_routes + k) * channels + d
+        tl.store(part_alog_ptr + row[None, :] * num_states + n[:, None], grad_a * A, mask=nd_mask)
+        tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
+        tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
+        tl.debug_barrier()  # the next route reads back dx, maybe written by other threads of the program
