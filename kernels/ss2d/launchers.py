@@ -6,7 +6,7 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-MIN_PROGRAMS_PER_SM = 8  # resident single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
+MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
 def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes):
