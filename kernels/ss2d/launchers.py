@@ -36,13 +36,16 @@ def check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None):
     """(BLOCK_D, BLOCK_N, BLOCK_L, warps): programs scan BLOCK_D channels x BLOCK_N states in chunks of BLOCK_L steps.
 
-    A warp's 32 lanes take 32 channels (fewer on narrow maps) and every lane holds the chunk's BLOCK_L x BLOCK_N
-    values of its channel: 8 steps at N = 1, fewer steps as N grows (BLOCK_L * BLOCK_N <= 16 values per lane).
+    A warp's 32 lanes take 32 channels and every lane holds the chunk's BLOCK_L x BLOCK_N values of its channel:
+    8 steps at N = 1, fewer steps as N grows (BLOCK_L * BLOCK_N <= 16 values per lane). Maps of at most 16 channels
+    (GroupMamba's single-route groups) take 8 channels x 16 steps: twice the programs (H100 sweep,
+    docs/benchmarks.md).
     """
     block_n = next_power_of_2(num_states)
     num_warps = num_warps or 1
-    block_l = block_l or max(1, min(8, 16 // block_n))
-    block_d = block_d or min(next_power_of_2(channels), 32 * num_warps)
+    narrow = channels <= 16 and block_n == 1
+    block_l = block_l or (16 if narrow else max(1, min(8, 16 // block_n)))
+    block_d = block_d or (8 if narrow else min(next_power_of_2(channels), 32 * num_warps))
     return block_d, block_n, block_l, num_warps
 
 
