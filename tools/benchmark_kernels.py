@@ -1,8 +1,8 @@
 """Time the scan kernels against the vectorised PyTorch path and the device's copy bandwidth, in one run.
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
-    python tools/benchmark_kernels.py [--batch 128] [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm] [--check]
-        [--out DIR]
+    python tools/benchmark_kernels.py [--batch 128] [--check] [--out DIR]
+        [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm]
 Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
 """
