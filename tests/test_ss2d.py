@@ -7,7 +7,8 @@ from mmssm.kernels import ROUTES, ss2d_scan
 from mmssm.kernels.common.interpreter import vectorize_interpreter_scans
 from mmssm.kernels.cross_scan import route_codes
 from mmssm.kernels.ss2d import ss2d_flop_count, ss2d_scan_fused, ss2d_scan_ref
-from mmssm.kernels.ss2d.launchers import MIN_PROGRAMS_PER_SM, route_parts, ss2d_bwd_triton, ss2d_fwd_triton
+from mmssm.kernels.ss2d.launchers import (MIN_PROGRAMS_PER_SM, dot_rank, route_parts, ss2d_bwd_triton,
+                                          ss2d_fwd_triton)
 from mmssm.kernels.testing import assert_close, poisoned_empty
 
 vectorize_interpreter_scans()
@@ -81,6 +82,18 @@ def test_inference_forward_matches_reference(size):
     with torch.no_grad():
         y = ss2d_scan_fused(*[t.float() for t in inputs], routes=('h_flip', 'v'))
     assert_close(y, y_ref, torch.float32, name='y')
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_inference_forward_with_dot_rank_matches_reference(dtype):
+    """R >= 16 without autograd: delta from one tl.dot per 16-step chunk (R padded to 32), x in fp32 or fp16."""
+    inputs = make_inputs(4, 1, rank=20, batch=1, channels=40, height=5, width=7)
+    inputs[0] = inputs[0].to(dtype).double()  # the reference sees the rounded input
+    assert dot_rank(20, 1, 40, save_states=False) == 32
+    y_ref = ss2d_scan_ref(*inputs)
+    with torch.no_grad():
+        y = ss2d_scan_fused(inputs[0].to(dtype), *[t.float() for t in inputs[1:]], out_dtype=torch.float32)
+    assert_close(y, y_ref, dtype, name='y')
 
 
 def test_launcher_refuses_maps_beyond_int32_offsets():

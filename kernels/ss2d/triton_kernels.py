@@ -40,12 +40,14 @@ def _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L: tl.cons
 
 
 @triton.jit
-def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias, A, pixel, step_mask, num_states,
-                d_mask, n, n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr):
+def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, dtw_tile, bias, A, pixel, step_mask,
+                num_states, d_mask, n, n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr):
     """Load one chunk of route steps (at ``pixel``; ``map_offsets`` (BLOCK_L, BLOCK_D) of those pixels' channels in
     the pixel-major map) and form its scan inputs in fp32.
 
-    delta = dt_projs_weight @ dt-slice + bias is a rank-1 update per dt rank (no tl.dot: R is small).
+    delta = dt_projs_weight @ dt-slice + bias: with RANK_DOT (R padded to a power of two >= 16) one ``tl.dot`` of
+    the chunk's (BLOCK_L, RANK_DOT) dt slice with ``dtw_tile`` (RANK_DOT, BLOCK_D) in x's dtype, accumulated in fp32;
+    otherwise (small R) a rank-1 update per dt rank.
     Returns u (BLOCK_L, BLOCK_D), B and C (BLOCK_L, BLOCK_N, 1), delta before softplus, dt, decay and drive
     (BLOCK_L, BLOCK_N, BLOCK_D).
     """
@@ -56,12 +58,20 @@ def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias, A,
     B = tl.load(bc_ptrs, mask=bc_mask, other=0.0).to(tl.float32)
     C = tl.load(bc_ptrs + num_states, mask=bc_mask, other=0.0).to(tl.float32)
     delta = tl.zeros(u.shape, dtype=tl.float32) + bias[None, :]
-    for rank_start in range(0, RANK, RANK_UNROLL):  # unrolled by RANK_UNROLL: loads in flight, bounded registers
-        for offset in tl.static_range(RANK_UNROLL):
-            rank_index = rank_start + offset
-            w_col = tl.load(dtw_rows + rank_index, mask=d_mask & (rank_index < RANK), other=0.0)
-            dt_row = tl.load(xdbl_pixels + rank_index, mask=step_mask & (rank_index < RANK), other=0.0)
-            delta += dt_row.to(tl.float32)[:, None] * w_col.to(tl.float32)[None, :]
+    if RANK_DOT > 0:
+        r = tl.arange(0, RANK_DOT)
+        dt_low = tl.load(xdbl_pixels[:, None] + r[None, :], mask=step_mask[:, None] & (r < RANK)[None, :], other=0.0)
+        if dt_low.dtype == tl.float32:
+            delta = tl.dot(dt_low, dtw_tile, delta, input_precision='ieee')
+        else:
+            delta = tl.dot(dt_low, dtw_tile, delta)
+    else:
+        for rank_start in range(0, RANK, RANK_UNROLL):  # unrolled by RANK_UNROLL: loads in flight, few registers
+            for offset in tl.static_range(RANK_UNROLL):
+                rank_index = rank_start + offset
+                w_col = tl.load(dtw_rows + rank_index, mask=d_mask & (rank_index < RANK), other=0.0)
+                dt_row = tl.load(xdbl_pixels + rank_index, mask=step_mask & (rank_index < RANK), other=0.0)
+                delta += dt_row.to(tl.float32)[:, None] * w_col.to(tl.float32)[None, :]
     dt = softplus(delta)
     decay = tl.exp(dt[:, None, :] * A[None, :, :])
     drive = (dt * u)[:, None, :] * B
@@ -69,15 +79,22 @@ def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias, A,
 
 
 @triton.jit
-def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d, d_mask, n, n_mask,
-                  RANK: tl.constexpr):
-    """Route k's dt_projs_weight rows (pointers), bias, A = -exp(A_log) (BLOCK_N, BLOCK_D) and D, in fp32."""
+def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d, d_mask, n, n_mask, x_dtype,
+                  RANK: tl.constexpr, RANK_DOT: tl.constexpr):
+    """Route k's dt_projs_weight rows (pointers) and, with RANK_DOT, its (RANK_DOT, BLOCK_D) tile in x's dtype (else
+    a placeholder), bias, A = -exp(A_log) (BLOCK_N, BLOCK_D) and D, in fp32."""
     row = k * channels + d
+    if RANK_DOT > 0:
+        r = tl.arange(0, RANK_DOT)
+        dtw_tile = tl.load(dtw_ptr + row[None, :] * RANK + r[:, None], mask=(r < RANK)[:, None] & d_mask[None, :],
+                           other=0.0).to(x_dtype)
+    else:
+        dtw_tile = d
     bias = tl.load(dtb_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
     a_log = tl.load(alog_ptr + row[None, :] * num_states + n[:, None], mask=n_mask[:, None] & d_mask[None, :],
                     other=float('-inf')).to(tl.float32)
     skip = tl.load(ds_ptr + row, mask=d_mask, other=0.0).to(tl.float32)
-    return dtw_ptr + row * RANK, bias, -tl.exp(a_log), skip
+    return dtw_ptr + row * RANK, dtw_tile, bias, -tl.exp(a_log), skip
 
 
 @triton.jit
@@ -93,7 +110,7 @@ def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, n
 @triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
+                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
                     BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
 
@@ -113,8 +130,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
     for route in range(routes_per_part):
         k = part * routes_per_part + route
-        dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d,
-                                                d_mask, n, n_mask, RANK)
+        dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
+                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
@@ -128,9 +145,9 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             mask = step_mask[:, None] & d_mask[None, :]
             y_ptrs = y_image + map_offsets
             y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-            u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, bias,
-                                                      A, pixel, step_mask, num_states, d_mask, n, n_mask, RANK,
-                                                      RANK_UNROLL)
+            u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
+                                                      dtw_tile, bias, A, pixel, step_mask, num_states, d_mask, n,
+                                                      n_mask, RANK, RANK_UNROLL, RANK_DOT)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
             states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
             h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
@@ -143,7 +160,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
                     grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunks from the end; recomputes each chunk's states
     from the saved chunk state.
 
@@ -168,8 +186,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
     for route in range(routes_per_part):
         k = part * routes_per_part + route
-        dtw_rows, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d,
-                                                d_mask, n, n_mask, RANK)
+        dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
+                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
@@ -189,8 +207,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             dx_ptrs = dx_image + map_offsets
             grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
             u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
-                                                           bias, A, pixel, step_mask, num_states, d_mask, n, n_mask,
-                                                           RANK, RANK_UNROLL)
+                                                           dtw_tile, bias, A, pixel, step_mask, num_states, d_mask, n,
+                                                           n_mask, RANK, RANK_UNROLL, RANK_DOT)
             dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
             states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
