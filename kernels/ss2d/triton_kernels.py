@@ -40,6 +40,15 @@ def _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L: tl.cons
 
 
 @triton.jit
+def _chunk_offsets(route_codes, k, chunk, length, height, width, channels, d, d_mask, BLOCK_L: tl.constexpr):
+    """Route k's chunk: step mask and pixels (BLOCK_L,), their channels' offsets in the pixel-major maps and mask
+    (BLOCK_L, BLOCK_D)."""
+    step_mask = chunk * BLOCK_L + tl.arange(0, BLOCK_L) < length
+    pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
+    return step_mask, pixel, pixel[:, None] * channels + d[None, :], step_mask[:, None] & d_mask[None, :]
+
+
+@triton.jit
 def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, dtw_tile, bias, A, pixel, step_mask,
                 num_states, d_mask, n, n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr):
     """Load one chunk of route steps (at ``pixel``; ``map_offsets`` (BLOCK_L, BLOCK_D) of those pixels' channels in
@@ -139,10 +148,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             if SAVE_STATES:  # state entering the chunk, for the backward
                 tl.store(state_route + chunk * num_states * channels + state_tile, h,
                          mask=n_mask[:, None] & d_mask[None, :])
-            step_mask = chunk * BLOCK_L + j < length
-            pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
-            map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
-            mask = step_mask[:, None] & d_mask[None, :]
+            step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
+                                                                 channels, d, d_mask, BLOCK_L)
             y_ptrs = y_image + map_offsets
             y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
             u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
@@ -200,10 +207,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         for chunk_from_end in range(num_chunks):
             chunk = num_chunks - 1 - chunk_from_end
             h0 = tl.load(state_route + chunk * num_states * channels + state_tile, mask=nd_mask, other=0.0)
-            step_mask = chunk * BLOCK_L + j < length
-            pixel = _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L)
-            map_offsets = pixel[:, None] * channels + d[None, :]  # (BLOCK_L, BLOCK_D) in the pixel-major maps
-            mask = step_mask[:, None] & d_mask[None, :]
+            step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
+                                                                 channels, d, d_mask, BLOCK_L)
             dx_ptrs = dx_image + map_offsets
             grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
             u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
