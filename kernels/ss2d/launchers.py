@@ -171,7 +171,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
-        RANK_UNROLL=RANK_UNROLL, RANK_DOT=0, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
     # at once, with the routes' dt weights as one block-diagonal (K*D, K*R) matrix
     grad_delta = grad_delta.view(batch * length, num_routes * channels)

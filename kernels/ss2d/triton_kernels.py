@@ -132,6 +132,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     d = pid_d * BLOCK_D + tl.arange(0, BLOCK_D)
     n, j = tl.arange(0, BLOCK_N), tl.arange(0, BLOCK_L)
     d_mask, n_mask = d < channels, n < num_states
+    nd_mask = n_mask[:, None] & d_mask[None, :]
     image = batch.to(tl.int64) * length * channels
     x_image = x_ptr + image
     y_image = y_ptr + part.to(tl.int64) * tl.num_programs(2) * length * channels + image
@@ -146,8 +147,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         for chunk in range(num_chunks):
             if SAVE_STATES:  # state entering the chunk, for the backward
-                tl.store(state_route + chunk * num_states * channels + state_tile, h,
-                         mask=n_mask[:, None] & d_mask[None, :])
+                tl.store(state_route + chunk * num_states * channels + state_tile, h, mask=nd_mask)
             step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
                                                                  channels, d, d_mask, BLOCK_L)
             y_ptrs = y_image + map_offsets
@@ -167,10 +167,9 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
                     grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_L: tl.constexpr):
+                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunks from the end; recomputes each chunk's states
-    from the saved chunk state.
+    from the saved chunk state (delta from the rank loop, the training forward's: same 8-step chunks).
 
     Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
@@ -194,7 +193,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     for route in range(routes_per_part):
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
-                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
+                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, 0)
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
@@ -213,7 +212,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
             u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
                                                            dtw_tile, bias, A, pixel, step_mask, num_states, d_mask, n,
-                                                           n_mask, RANK, RANK_UNROLL, RANK_DOT)
+                                                           n_mask, RANK, RANK_UNROLL, 0)
             dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
             decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
             states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
