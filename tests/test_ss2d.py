@@ -85,15 +85,20 @@ def test_inference_forward_matches_reference(size):
 
 
 @pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
-def test_inference_forward_with_dot_rank_matches_reference(dtype):
-    """R >= 16 without autograd: delta from one tl.dot per 16-step chunk (R padded to 32), x in fp32 or fp16."""
-    inputs = make_inputs(4, 1, rank=20, batch=1, channels=40, height=5, width=7)
+def test_fused_with_dot_rank_matches_reference(dtype):
+    """R >= 16: the delta of two 8-step chunks from one tl.dot (R = 20 padded to 32), x in fp32 or fp16; 20 of the
+    32 lanes' channels. 5 x 7 = 35 steps make 5 chunks, so the last pair's second chunk lies past the end. With and
+    without autograd."""
+    inputs = make_inputs(4, 1, rank=20, batch=1, channels=20)
     inputs[0] = inputs[0].to(dtype).double()  # the reference sees the rounded input
-    assert dot_rank(20, 1, 40, save_states=False) == 32
-    y_ref = ss2d_scan_ref(*inputs)
+    assert dot_rank(20, 1, 20) == 32
+    grad_y = torch.randn(1, 20, 5, 7, dtype=torch.float64)
+    y_ref, grads_ref = reference(inputs, ROUTES, grad_y)
+    leaves = [inputs[0].to(dtype).requires_grad_()] + [t.float().requires_grad_() for t in inputs[1:]]
     with torch.no_grad():
-        y = ss2d_scan_fused(inputs[0].to(dtype), *[t.float() for t in inputs[1:]], out_dtype=torch.float32)
-    assert_close(y, y_ref, dtype, name='y')
+        assert_close(ss2d_scan_fused(*leaves, out_dtype=torch.float32), y_ref, dtype, name='y without autograd')
+    y = ss2d_scan_fused(*leaves, out_dtype=torch.float32)
+    check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, dtype)
 
 
 def test_launcher_refuses_maps_beyond_int32_offsets():
@@ -104,13 +109,15 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
         ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
 
 
-@pytest.mark.parametrize('num_states, parts', [(1, 1), (1, 2), (4, 4)])
-def test_launchers_write_every_output(num_states, parts):
+@pytest.mark.parametrize('num_states, parts, rank, channels', [(1, 1, 3, 6), (1, 2, 3, 6), (4, 4, 3, 6),
+                                                             (1, 2, 20, 20)])
+def test_launchers_write_every_output(num_states, parts, rank, channels):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison. ``parts``: the
-    programs scan 4, 2 or 1 routes one after the other, adding into the same output."""
+    programs scan 4, 2 or 1 routes one after the other, adding into the same output. R = 20 takes the tl.dot
+    delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end."""
     routes = ROUTES_BY_K[4]
-    inputs = make_inputs(4, num_states)
-    grad_y = torch.randn(2, 6, 5, 7, dtype=torch.float64)
+    inputs = make_inputs(4, num_states, rank=rank, channels=channels)
+    grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
     y_ref, grads_ref = reference(inputs, routes, grad_y)
     codes = route_codes(routes)
     fp32 = [t.float() for t in inputs]

@@ -347,20 +347,26 @@ def _report_errors(errors, key, label, names, got, ref):
     print(f'[check] {key} {label}: ' + ', '.join(f'{n} {e:.1e}' for n, e in errors[key].items()), flush=True)
 
 
+# extra --check shapes: VMamba-B stages 3-4 (ssm_ratio 2: D = 1024, 2048; dt rank 32, 64)
+CHECK_SS2D_SHAPES = {**SS2D_SHAPES, 'VMamba-B stage 3': (1024, 14, 32), 'VMamba-B stage 4': (2048, 7, 64)}
+
+
 def check_ss2d(device):
-    """Fused SS2D core vs the float64 reference at VMamba-T stage sizes (batch 2), output and every gradient."""
+    """Fused SS2D core vs the float64 reference (batch 2), output and every gradient, x in fp32 and in bf16 (the
+    reference sees the rounded input)."""
     errors = {}
-    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
-        inputs = ss2d_inputs(2, channels, size, rank, torch.float32, device)
-        grad = torch.randn_like(inputs[0])
-        leaves64 = [t.double().requires_grad_() for t in inputs]
-        y64 = ss2d_scan_ref(*leaves64, scan=torch_scan)
-        ref = [y64, *torch.autograd.grad(y64, leaves64, grad.double())]
-        leaves = [t.requires_grad_() for t in inputs]
-        y = K.ss2d_scan(*leaves)
-        got = [y, *torch.autograd.grad(y, leaves, grad)]
-        names = ('y', 'x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds')
-        _report_errors(errors, f'ss2d {shape_name}', 'fp32 vs fp64', names, got, ref)
+    for shape_name, (channels, size, rank) in CHECK_SS2D_SHAPES.items():
+        for dtype_name, dtype in DTYPES.items():
+            inputs = ss2d_inputs(2, channels, size, rank, dtype, device)
+            grad = torch.randn(inputs[0].shape, device=device)
+            leaves64 = [t.double().requires_grad_() for t in inputs]
+            y64 = ss2d_scan_ref(*leaves64, scan=torch_scan)
+            ref = [y64, *torch.autograd.grad(y64, leaves64, grad.double())]
+            leaves = [t.requires_grad_() for t in inputs]
+            y = K.ss2d_scan(*leaves, out_dtype=torch.float32)
+            got = [y, *torch.autograd.grad(y, leaves, grad)]
+            names = ('y', 'x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs', 'Ds')
+            _report_errors(errors, f'ss2d {shape_name} {dtype_name}', f'{dtype_name} vs fp64', names, got, ref)
     return errors
 
 

@@ -6,7 +6,7 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-DOT_MIN_RANK = 16  # dt ranks from which the inference forward forms delta with tl.dot
+DOT_MIN_RANK = 16  # dt ranks from which the kernels form delta with tl.dot
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -50,15 +50,14 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
-def dot_rank(rank, num_states, channels, save_states, block_l=None):
-    """R padded for the inference forward's ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
+def dot_rank(rank, num_states, channels, block_l=None):
+    """R padded for the ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
 
-    A forward that saves no chunk states (inference) with R >= 16 forms delta with tensor cores in 16-step chunks:
-    per element it loads one dt value where the rank loop loads R (VMamba-B's inference at R = 32, 64, run 8 of
-    docs/benchmarks.md). Training keeps the rank loop: its 8-step chunks are shared with the backward.
+    With R >= 16 the kernels form the delta of two chunks (2 * 8 steps: tl.dot's 16 rows) with tensor cores: per
+    element they load one dt value where the rank loop loads R (VMamba-S/B at R = 24-64; docs/benchmarks.md).
     """
-    wide_enough = channels > 16 and num_states == 1 and block_l in (None, 16)
-    return max(16, next_power_of_2(rank)) if not save_states and rank >= DOT_MIN_RANK and wide_enough else 0
+    wide_enough = channels > 16 and num_states == 1 and (block_l or 8) >= 8
+    return max(16, next_power_of_2(rank)) if rank >= DOT_MIN_RANK and wide_enough else 0
 
 
 def route_parts(num_routes, programs_per_part, device, parts=None):
@@ -118,9 +117,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
-    rank_dot = dot_rank(rank, num_states, channels, save_states, block_l)
-    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l or (16 if rank_dot else None),
-                                                       block_d, num_warps)
+    block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
     num_chunks = cdiv(length, block_l)
     pixels = pixel_major(x)  # (batch, L, D)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
@@ -134,8 +131,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, channels, height, width, num_routes, num_states,
-        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, SAVE_STATES=save_states, BLOCK_D=block_d,
-        BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=dot_rank(rank, num_states, channels, block_l),
+        SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     y = y_parts[0] if parts == 1 else y_parts.sum(0, dtype=out_dtype)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states
 
@@ -171,7 +168,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_alog,
         part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
-        RANK_UNROLL=RANK_UNROLL, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        RANK_UNROLL=RANK_UNROLL, RANK_DOT=dot_rank(rank, num_states, channels, block_l), BLOCK_D=block_d,
+        BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
     # at once, with the routes' dt weights as one block-diagonal (K*D, K*R) matrix
     grad_delta = grad_delta.view(batch * length, num_routes * channels)

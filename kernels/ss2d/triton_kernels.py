@@ -49,42 +49,56 @@ def _chunk_offsets(route_codes, k, chunk, length, height, width, channels, d, d_
 
 
 @triton.jit
-def _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows, dtw_tile, bias, A, pixel, step_mask,
-                num_states, d_mask, n, n_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr):
-    """Load one chunk of route steps (at ``pixel``; ``map_offsets`` (BLOCK_L, BLOCK_D) of those pixels' channels in
-    the pixel-major map) and form its scan inputs in fp32.
-
-    delta = dt_projs_weight @ dt-slice + bias: with RANK_DOT (R padded to a power of two >= 16) one ``tl.dot`` of
-    the chunk's (BLOCK_L, RANK_DOT) dt slice with ``dtw_tile`` (RANK_DOT, BLOCK_D) in x's dtype, accumulated in fp32;
-    otherwise (small R) a rank-1 update per dt rank.
-    Returns u (BLOCK_L, BLOCK_D), B and C (BLOCK_L, BLOCK_N, 1), delta before softplus, dt, decay and drive
-    (BLOCK_L, BLOCK_N, BLOCK_D).
-    """
-    u = tl.load(x_image + map_offsets, mask=step_mask[:, None] & d_mask[None, :], other=0.0).to(tl.float32)
-    xdbl_pixels = xdbl_route + pixel * row_stride  # (BLOCK_L,) pointers to the route's R + 2N columns
+def _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask, RANK: tl.constexpr):
+    """A chunk's u (BLOCK_L, BLOCK_D) and B, C (BLOCK_L, BLOCK_N, 1) in fp32; ``xdbl_pixels`` (BLOCK_L,) point to
+    the route's R + 2N columns of x_dbl at the chunk's pixels."""
+    u = tl.load(x_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
     bc_ptrs = (xdbl_pixels[:, None] + RANK + n[None, :])[:, :, None]  # (BLOCK_L, BLOCK_N, 1)
     bc_mask = (step_mask[:, None] & n_mask[None, :])[:, :, None]
     B = tl.load(bc_ptrs, mask=bc_mask, other=0.0).to(tl.float32)
     C = tl.load(bc_ptrs + num_states, mask=bc_mask, other=0.0).to(tl.float32)
-    delta = tl.zeros(u.shape, dtype=tl.float32) + bias[None, :]
-    if RANK_DOT > 0:
-        r = tl.arange(0, RANK_DOT)
-        dt_low = tl.load(xdbl_pixels[:, None] + r[None, :], mask=step_mask[:, None] & (r < RANK)[None, :], other=0.0)
-        if dt_low.dtype == tl.float32:
-            delta = tl.dot(dt_low, dtw_tile, delta, input_precision='ieee')
-        else:
-            delta = tl.dot(dt_low, dtw_tile, delta)
+    return u, B, C
+
+
+@triton.jit
+def _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr):
+    """A chunk's delta before softplus (BLOCK_L, BLOCK_D) = dt_projs_weight @ dt-slice + bias, in fp32, as one
+    rank-1 update per dt rank (small R)."""
+    delta = tl.zeros((step_mask.shape[0], d_mask.shape[0]), dtype=tl.float32) + bias[None, :]
+    for rank_start in range(0, RANK, RANK_UNROLL):  # unrolled by RANK_UNROLL: loads in flight, few registers
+        for offset in tl.static_range(RANK_UNROLL):
+            rank_index = rank_start + offset
+            w_col = tl.load(dtw_rows + rank_index, mask=d_mask & (rank_index < RANK), other=0.0)
+            dt_row = tl.load(xdbl_pixels + rank_index, mask=step_mask & (rank_index < RANK), other=0.0)
+            delta += dt_row.to(tl.float32)[:, None] * w_col.to(tl.float32)[None, :]
+    return delta
+
+
+@triton.jit
+def _dot_delta_pair(route_codes, k, pair, length, height, width, xdbl_route, row_stride, dtw_tile, bias,
+                    RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
+    """delta before softplus of chunks 2*pair and 2*pair + 1, each (BLOCK_L, BLOCK_D) in fp32, from one ``tl.dot``
+    of their (2*BLOCK_L, RANK_DOT) dt slice with ``dtw_tile`` (RANK_DOT, BLOCK_D) in x's dtype (R >= 16: one
+    dt value loaded per element where the rank loop loads R; 2*BLOCK_L >= 16 rows as tl.dot needs)."""
+    steps = pair * 2 * BLOCK_L + tl.arange(0, 2 * BLOCK_L)
+    pixel = _route_pixels(route_codes, k, pair, length, height, width, 2 * BLOCK_L)
+    r = tl.arange(0, RANK_DOT)
+    dt_low = tl.load(xdbl_route + pixel[:, None] * row_stride + r[None, :],
+                     mask=(steps < length)[:, None] & (r < RANK)[None, :], other=0.0)  # (2*BLOCK_L, RANK_DOT)
+    delta = tl.zeros((2 * BLOCK_L, BLOCK_D), dtype=tl.float32) + bias[None, :]
+    if dt_low.dtype == tl.float32:
+        delta = tl.dot(dt_low, dtw_tile, delta, input_precision='ieee')
     else:
-        for rank_start in range(0, RANK, RANK_UNROLL):  # unrolled by RANK_UNROLL: loads in flight, few registers
-            for offset in tl.static_range(RANK_UNROLL):
-                rank_index = rank_start + offset
-                w_col = tl.load(dtw_rows + rank_index, mask=d_mask & (rank_index < RANK), other=0.0)
-                dt_row = tl.load(xdbl_pixels + rank_index, mask=step_mask & (rank_index < RANK), other=0.0)
-                delta += dt_row.to(tl.float32)[:, None] * w_col.to(tl.float32)[None, :]
+        delta = tl.dot(dt_low, dtw_tile, delta)
+    halves = tl.permute(tl.reshape(delta, (2, BLOCK_L, BLOCK_D)), (1, 2, 0))  # (BLOCK_L, BLOCK_D, 2)
+    return tl.split(halves)
+
+
+@triton.jit
+def _scan_terms(delta, u, B, A):
+    """dt = softplus(delta) (BLOCK_L, BLOCK_D); decay = exp(dt A) and drive = dt u B (BLOCK_L, BLOCK_N, BLOCK_D)."""
     dt = softplus(delta)
-    decay = tl.exp(dt[:, None, :] * A[None, :, :])
-    drive = (dt * u)[:, None, :] * B
-    return u, B, C, delta, dt, decay, drive
+    return dt, tl.exp(dt[:, None, :] * A[None, :, :]), (dt * u)[:, None, :] * B
 
 
 @triton.jit
@@ -117,6 +131,19 @@ def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, n
 
 
 @triton.jit
+def _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride, dtw_tile, bias,
+                RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
+    """With RANK_DOT, :func:`_dot_delta_pair` of chunk group ``group``; else placeholders (the rank loop forms each
+    chunk's delta)."""
+    if RANK_DOT > 0:
+        first, second = _dot_delta_pair(route_codes, k, group, length, height, width, xdbl_route, row_stride,
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+    else:
+        first, second = bias, bias
+    return first, second
+
+
+@triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
@@ -124,7 +151,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
 
     Part p (program axis 1) scans routes p*K/parts .. (p+1)*K/parts - 1 one after the other; the first writes y, the
-    later ones add to it.
+    later ones add to it. Chunks go in groups of one, or of two with RANK_DOT (one tl.dot forms both chunks' delta).
     """
     pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     routes_per_part = num_routes // tl.num_programs(1)
@@ -138,6 +165,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     y_image = y_ptr + part.to(tl.int64) * tl.num_programs(2) * length * channels + image
     row_stride = num_routes * (RANK + 2 * num_states)
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
+    GROUP: tl.constexpr = 2 if RANK_DOT > 0 else 1  # chunks per group
     for route in range(routes_per_part):
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
@@ -145,21 +173,31 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
-        for chunk in range(num_chunks):
-            if SAVE_STATES:  # state entering the chunk, for the backward
-                tl.store(state_route + chunk * num_states * channels + state_tile, h, mask=nd_mask)
-            step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
-                                                                 channels, d, d_mask, BLOCK_L)
-            y_ptrs = y_image + map_offsets
-            y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-            u, _, C, _, _, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
-                                                      dtw_tile, bias, A, pixel, step_mask, num_states, d_mask, n,
-                                                      n_mask, RANK, RANK_UNROLL, RANK_DOT)
-            decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
-            states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
-            h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
-            y += tl.sum(states * C, axis=1) + skip[None, :] * u
-            tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
+        for group in range(tl.cdiv(num_chunks, GROUP)):
+            first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+            for half in tl.range(0, GROUP, loop_unroll_factor=1):  # a loop, not unrolled: half the live registers
+                chunk = group * GROUP + half
+                if SAVE_STATES:  # state entering the chunk, for the backward
+                    tl.store(state_route + chunk * num_states * channels + state_tile, h,
+                             mask=nd_mask & (chunk < num_chunks))
+                step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
+                                                                     channels, d, d_mask, BLOCK_L)
+                xdbl_pixels = xdbl_route + pixel * row_stride  # (BLOCK_L,)
+                if RANK_DOT > 0:
+                    delta = tl.where(half == 0, first, second)
+                else:
+                    delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
+                y_ptrs = y_image + map_offsets
+                y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
+                u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
+                                        RANK)
+                _, decay, drive = _scan_terms(delta, u, B, A)
+                decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
+                states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
+                h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
+                y += tl.sum(states * C, axis=1) + skip[None, :] * u
+                tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
         tl.debug_barrier()  # the next route reads back y, maybe written by other threads of the program
 
 
@@ -167,9 +205,10 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
                     grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
-    """Reverse pass of part p's routes (as in the forward), chunks from the end; recomputes each chunk's states
-    from the saved chunk state (delta from the rank loop, the training forward's: same 8-step chunks).
+                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_L: tl.constexpr):
+    """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
+    states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT).
 
     Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
@@ -190,10 +229,12 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     dx_image = dx_ptr + part.to(tl.int64) * tl.num_programs(2) * length * channels + image
     row_stride = num_routes * (RANK + 2 * num_states)
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
+    GROUP: tl.constexpr = 2 if RANK_DOT > 0 else 1  # chunks per group, as in the forward
+    num_groups = tl.cdiv(num_chunks, GROUP)
     for route in range(routes_per_part):
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
-                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, 0)
+                                                          d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
@@ -203,40 +244,50 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         grad_a = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         grad_skip = tl.zeros((BLOCK_D,), dtype=tl.float32)
         grad_bias = tl.zeros((BLOCK_D,), dtype=tl.float32)
-        for chunk_from_end in range(num_chunks):
-            chunk = num_chunks - 1 - chunk_from_end
-            h0 = tl.load(state_route + chunk * num_states * channels + state_tile, mask=nd_mask, other=0.0)
-            step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
-                                                                 channels, d, d_mask, BLOCK_L)
-            dx_ptrs = dx_image + map_offsets
-            grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-            u, B, C, delta, dt, decay, drive = _route_tile(x_image, map_offsets, xdbl_route, row_stride, dtw_rows,
-                                                           dtw_tile, bias, A, pixel, step_mask, num_states, d_mask, n,
-                                                           n_mask, RANK, RANK_UNROLL, 0)
-            dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
-            decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
-            states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
-            carried = states - drive  # a_t * h_{t-1}
-            # dh_t = C_t dy_t + a_{t+1} dh_{t+1}, scanned from the chunk's end
-            excl, acc = reverse_scan_next_decay(decay, C * dy[:, None, :], 0)
-            grad_h = acc + excl * carry[None, :, :]
-            carry = pick(decay * grad_h, j[:, None, None], 0, 0)
-            grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
-            grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
-            grad_delta = grad_dt * sigmoid(delta)
-            grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
-            grad_skip += tl.sum(dy * u, axis=0)
-            grad_bias += tl.sum(grad_delta, axis=0)
-            grad_u += dt * grad_h_B + skip[None, :] * dy
-            tl.store(dx_ptrs, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
-            tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
-                     grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
-            grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
-            grad_C = tl.sum(states * dy[:, None, :], axis=2)
-            bc_mask = step_mask[:, None] & n_mask[None, :]
-            part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
-            tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
-            tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
+        for group_from_end in range(num_groups):
+            group = num_groups - 1 - group_from_end
+            first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+            for half_from_end in tl.range(0, GROUP, loop_unroll_factor=1):  # as in the forward
+                chunk = group * GROUP + GROUP - 1 - half_from_end
+                h0 = tl.load(state_route + chunk * num_states * channels + state_tile,
+                             mask=nd_mask & (chunk < num_chunks), other=0.0)
+                step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
+                                                                     channels, d, d_mask, BLOCK_L)
+                xdbl_pixels = xdbl_route + pixel * row_stride  # (BLOCK_L,)
+                if RANK_DOT > 0:
+                    delta = tl.where(half_from_end == 0, second, first)
+                else:
+                    delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
+                dx_ptrs = dx_image + map_offsets
+                grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
+                u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
+                                        RANK)
+                dt, decay, drive = _scan_terms(delta, u, B, A)
+                dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
+                decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
+                states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
+                carried = states - drive  # a_t * h_{t-1}
+                # dh_t = C_t dy_t + a_{t+1} dh_{t+1}, scanned from the chunk's end
+                excl, acc = reverse_scan_next_decay(decay, C * dy[:, None, :], 0)
+                grad_h = acc + excl * carry[None, :, :]
+                carry = pick(decay * grad_h, j[:, None, None], 0, 0)
+                grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
+                grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
+                grad_delta = grad_dt * sigmoid(delta)
+                grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
+                grad_skip += tl.sum(dy * u, axis=0)
+                grad_bias += tl.sum(grad_delta, axis=0)
+                grad_u += dt * grad_h_B + skip[None, :] * dy
+                tl.store(dx_ptrs, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
+                tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
+                         grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
+                grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
+                grad_C = tl.sum(states * dy[:, None, :], axis=2)
+                bc_mask = step_mask[:, None] & n_mask[None, :]
+                part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
+                tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
+                tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
         row = (batch * num_routes + k) * channels + d
         tl.store(part_alog_ptr + row[None, :] * num_states + n[:, None], grad_a * A, mask=nd_mask)
         tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
