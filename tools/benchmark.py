@@ -153,7 +153,7 @@ def benchmark(model, num_classes, args):
 KERNEL_CATEGORIES = (
     ('scan kernels (SS2D, selective scan, routes)', SCAN_KERNEL_MARKERS),
     ('LayerNorm', ('layer_norm', 'LayerNorm')),
-    ('GEMM (projections, MLP)', ('gemm', 'Gemm', 'cutlass', 'xmma', 'cublas', 'Kernel2')),
+    ('GEMM (projections, MLP)', ('gemm', 'Gemm', 'cutlass', 'xmma', 'cublas', 'Kernel2', 'nvjet')),
     ('convolution', ('conv', 'Conv', 'cudnn', 'depthwise', 'winograd', 'implicit')),
     ('optimizer', ('multi_tensor', 'foreach', 'adam', 'Adam')),
     ('layout copies and casts', ('copy', 'Copy')),
@@ -199,6 +199,25 @@ def profile_step(step, device, what):
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total)[:15]:
         print(f'  {100 * e.self_device_time_total / total:5.1f}%  {e.self_device_time_total / 1e3:8.2f} ms  '
               f'x{e.count:<4d} {e.key[:90]}')
+    profile_host(step, what)
+
+
+def profile_host(step, what, rows=25):
+    """One call of ``step`` under the CPU profiler: the host time by op (aten ops, autograd Functions and their
+    backward nodes, kernel launches), self time, the most expensive first."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) / 1e3
+    launches = sum(e.count for e in events if e.key in ('cudaLaunchKernel', 'cuLaunchKernel', 'cuLaunchKernelEx',
+                                                          'cudaLaunchKernelExC'))
+    print(f'\nhost profile of one {what}: {total:.1f} ms of self CPU time (under the profiler), {launches} kernel '
+          f'launches through the CUDA runtime/driver API')
+    print('| share | self ms | calls | op |\n|---|---|---|---|')
+    for e in sorted(events, key=lambda e: -e.self_cpu_time_total)[:rows]:
+        ms = e.self_cpu_time_total / 1e3
+        print(f'| {100 * ms / total:.1f}% | {ms:.2f} | {e.count} | {e.key[:80]} |')
 
 
 def main(argv=None):

@@ -2,7 +2,7 @@
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
     python tools/benchmark_kernels.py [--batch 128] [--check] [--out DIR]
-        [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm]
+        [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm,host]
 Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
 """
@@ -13,6 +13,7 @@ import math
 import os
 import statistics
 import sys
+import time
 
 import torch
 
@@ -341,6 +342,36 @@ def profile_ss2d(batch, device):
     return rows
 
 
+def host_cost(device, calls=200, reps=5):
+    """Host time per call of the public ops (forward + backward) on maps so small that the GPU waits for the host:
+    what one VSS block's SS2D core and LayerNorm2d add to an eager training step's Python and launch time."""
+    x = torch.randn(1, 96, 4, 4, device=device).to(memory_format=torch.channels_last).requires_grad_()
+    params = [t.requires_grad_() for t in ss2d_inputs(1, 96, 4, 6, torch.float32, device)[1:]]
+    weight, bias = (torch.randn(96, device=device, requires_grad=True) for _ in range(2))
+    cases = {'ss2d_scan': lambda: K.ss2d_scan(x, *params), 'layer_norm_2d': lambda: K.layer_norm_2d(x, weight, bias),
+             'x * 2 (one autograd op)': lambda: x * 2}
+    rows = []
+    for name, fn in cases.items():
+        for mode in ('forward', 'forward+backward'):
+            def call():
+                if mode == 'forward':
+                    with torch.no_grad():
+                        return fn()
+                y = fn()
+                return y.backward(torch.ones_like(y))
+            best = float('inf')
+            for _ in range(reps + 1):  # the first repetition warms up (compiles the kernels)
+                torch.cuda.synchronize()
+                start = time.perf_counter()
+                for _ in range(calls):
+                    call()
+                torch.cuda.synchronize()
+                best = min(best, (time.perf_counter() - start) / calls * 1e6)
+            rows.append(dict(op=name, mode=mode, us_per_call=best))
+            print(f'[host] {name} {mode}: {best:.0f} us per call', flush=True)
+    return rows
+
+
 def _report_errors(errors, key, label, names, got, ref):
     """Store and print the relative RMS errors of ``got`` against the float64 ``ref``, one per name."""
     errors[key] = {n: rel_rms_error(a, b) for n, a, b in zip(names, got, ref)}
@@ -392,7 +423,7 @@ def check_layer_norm(device):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--batch', type=int, default=128)
-    parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,profile,sweep,sweep_norm')
+    parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,profile,sweep,sweep_norm,host')
     parser.add_argument('--check', action='store_true',
                         help='check the fused SS2D core and LayerNorm2d against float64 first')
     parser.add_argument('--out', default=os.environ.get('OUT', '.'))
@@ -421,6 +452,8 @@ def main():
     report['rows'] = table.records
     if 'profile' in sections:
         report['profile'] = profile_ss2d(args.batch, device)
+    if 'host' in sections:
+        report['host'] = host_cost(device)
     report['sweep'] = ((sweep_ss2d(args.batch, device) if 'sweep' in sections else [])
                        + (sweep_norm(args.batch, device) if 'sweep_norm' in sections else []))
     os.makedirs(args.out, exist_ok=True)

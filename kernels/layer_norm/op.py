@@ -79,11 +79,16 @@ def layer_norm_2d_torch(x, weight, bias, eps, out_dtype):
     return y.permute(0, 3, 1, 2).to(out_dtype)  # (batch, C, H, W)
 
 
-def layer_norm_2d_fused(x, weight, bias, eps=1e-5, out_dtype=None):
-    """The Triton path (CUDA, or CPU under TRITON_INTERPRET=1); arguments as :func:`layer_norm_2d`, which checks
-    them (as do the launchers)."""
-    save_stats = torch.is_grad_enabled() and any(t.requires_grad for t in (x, weight, bias))
+def _apply_fused(x, weight, bias, eps, out_dtype):
+    """LayerNorm2dFunction on checked arguments; the statistics are kept when autograd will need them."""
+    save_stats = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad or bias.requires_grad)
     return LayerNorm2dFunction.apply(x, weight, bias, eps, out_dtype or x.dtype, save_stats)
+
+
+def layer_norm_2d_fused(x, weight, bias, eps=1e-5, out_dtype=None):
+    """The Triton path (CUDA, or CPU under TRITON_INTERPRET=1); arguments as :func:`layer_norm_2d`."""
+    check_layer_norm_2d_args(x, weight, bias)
+    return _apply_fused(x, weight, bias, eps, out_dtype)
 
 
 def layer_norm_2d(x, weight, bias, eps=1e-5, out_dtype=None):
@@ -98,7 +103,7 @@ def layer_norm_2d(x, weight, bias, eps=1e-5, out_dtype=None):
         (batch, C, H, W) in channels-last memory, the layout of per-pixel Linear layers (the Triton path reads NCHW
         input and writes channels-last output in one pass).
     """
-    check_layer_norm_2d_args(x, weight, bias)  # the PyTorch path needs it; the launchers check again
+    check_layer_norm_2d_args(x, weight, bias)
     if x.is_cuda and triton_supports(x, weight) and os.environ.get('MMSSM_NORM_IMPL') != 'torch':
-        return layer_norm_2d_fused(x, weight, bias, eps, out_dtype)
+        return _apply_fused(x, weight, bias, eps, out_dtype)
     return layer_norm_2d_torch(x, weight, bias, eps, out_dtype or x.dtype)

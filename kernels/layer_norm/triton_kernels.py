@@ -41,9 +41,10 @@ def layer_norm_2d_fwd_kernel(x_ptr, weight_ptr, bias_ptr, y_ptr, mean_ptr, rstd_
 
 
 @triton.jit
-def layer_norm_2d_bwd_kernel(x_ptr, weight_ptr, mean_ptr, rstd_ptr, grad_y_ptr, grad_x_ptr, part_weight_ptr,
-                             part_bias_ptr, channels, length, stride_c, stride_p, y_stride_c, y_stride_p,
-                             BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+def layer_norm_2d_bwd_kernel(x_ptr, weight_ptr, mean_ptr, rstd_ptr, grad_y_ptr, grad_x_ptr, part_ptr, channels,
+                             length, stride_c, stride_p, y_stride_c, y_stride_p, BLOCK_C: tl.constexpr,
+                             BLOCK_P: tl.constexpr):
+    """grad x, and the program's partial weight and bias gradients in part (programs, 2, C)."""
     image = tl.program_id(1).to(tl.int64)
     chan, pix, mask = _tile(channels, length, BLOCK_C, BLOCK_P)
     start = image * channels * length
@@ -61,6 +62,6 @@ def layer_norm_2d_bwd_kernel(x_ptr, weight_ptr, mean_ptr, rstd_ptr, grad_y_ptr, 
     mean_grad_normed = tl.sum(grad_normed * normed, axis=0) / channels
     grad_x = (grad_normed - mean_grad[None, :] - normed * mean_grad_normed[None, :]) * rstd[None, :]
     tl.store(grad_x_ptr + start + offsets, grad_x.to(grad_x_ptr.dtype.element_ty), mask=mask)
-    part = (image * tl.num_programs(0) + tl.program_id(0)) * channels
-    tl.store(part_weight_ptr + part + chan, tl.sum(grad_y * normed, axis=1), mask=chan < channels)
-    tl.store(part_bias_ptr + part + chan, tl.sum(grad_y, axis=1), mask=chan < channels)
+    part = (image * tl.num_programs(0) + tl.program_id(0)) * 2 * channels
+    tl.store(part_ptr + part + chan, tl.sum(grad_y * normed, axis=1), mask=chan < channels)
+    tl.store(part_ptr + part + channels + chan, tl.sum(grad_y, axis=1), mask=chan < channels)

@@ -92,6 +92,12 @@ def channels_last_view(pixels, height, width):
     return pixels.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
+def _dims(x, dt_projs_weight, A_logs):
+    """(batch, D, H, W, R, N) of arguments checked by :func:`check_ss2d_args` (the public functions check them once;
+    the launchers run on every call of a training step and do not check again)."""
+    return (*x.shape, dt_projs_weight.shape[2], A_logs.shape[1])
+
+
 def _check_triton_call(x, num_routes, rows):
     """The kernels run on CUDA (or the interpreter) and index within one image in int32."""
     batch, channels, height, width = x.shape
@@ -112,8 +118,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     backward when ``save_states``).
     """
     num_routes = len(codes)
-    batch, channels, height, width, rank, num_states = check_ss2d_args(
-        x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
+    batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
@@ -145,15 +150,13 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
     """
     num_routes = len(codes)
-    batch, channels, height, width, rank, num_states = check_ss2d_args(
-        x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, num_routes)
+    batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
-    check_shape('x_dbl', x_dbl, (batch, length, num_routes * rows))
     check_shape('states', states, (batch, num_routes, num_chunks, num_states, channels))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
     parts = route_parts(num_routes, num_blocks * batch, device, parts)
@@ -161,31 +164,30 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
     part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
-    part_alog = empty(batch, num_routes * channels, num_states, dtype=torch.float32, device=device)
-    part_ds, part_dtb = (empty(batch, num_routes * channels, dtype=torch.float32, device=device) for _ in range(2))
+    # per-image partial gradients of A_logs (N columns), Ds and dt_projs_bias (one column each), summed below
+    part_params = empty(batch, num_routes * channels, num_states + 2, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_alog,
-        part_ds, part_dtb, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
-        RANK_UNROLL=RANK_UNROLL, RANK_DOT=dot_rank(rank, num_states, channels, block_l), BLOCK_D=block_d,
-        BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
-    # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as matmuls over all routes
-    # at once, with the routes' dt weights as one block-diagonal (K*D, K*R) matrix
-    grad_delta = grad_delta.view(batch * length, num_routes * channels)
-    grad_low = torch.matmul(grad_delta, torch.block_diag(*dt_projs_weight.to(x.dtype)))  # (batch*L, K*R)
-    x_dbl_rows = x_dbl.view(batch * length, num_routes * rows)
-    grad_dtw = torch.matmul(grad_delta.t(), x_dbl_rows).float()  # (K*D, K*(R+2N)), every route pair
-    grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
-    grad_xdbl = torch.cat([grad_low.view(batch * length, num_routes, rank), part_bc.sum(1).to(x.dtype).view(
+        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_params,
+        channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        RANK_DOT=dot_rank(rank, num_states, channels, block_l), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
+        num_warps=num_warps)
+    # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: its gradients as one batched matmul per
+    # product over the routes, on strided views (no copies)
+    grad_delta = grad_delta.view(batch * length, num_routes, channels).transpose(0, 1)  # (K, batch*L, D)
+    dt_low = x_dbl.view(batch * length, num_routes, rows)[:, :, :rank].transpose(0, 1)  # (K, batch*L, R)
+    grad_low = torch.bmm(grad_delta, dt_projs_weight.to(x.dtype))  # (K, batch*L, R)
+    grad_dtw = torch.bmm(grad_delta.transpose(1, 2), dt_low)  # (K, D, R)
+    grad_xdbl = torch.cat([grad_low.transpose(0, 1), part_bc.sum(1).to(x.dtype).view(
         batch * length, num_routes, 2 * num_states)], dim=2).view(batch * length, num_routes * rows)  # like x_dbl
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     grad_scan = grad_parts[0] if parts == 1 else grad_parts.sum(0)  # (batch, L, D)
     grad_scan.view(batch * length, channels).addmm_(grad_xdbl, weight)  # + the projections' part
-    grad_proj = torch.matmul(grad_xdbl.t(), pixels.view(batch * length, channels)).float()  # (K*(R+2N), D)
-    return (channels_last_view(grad_scan, height, width),
+    grad_proj = torch.matmul(grad_xdbl.t(), pixels.view(batch * length, channels))  # (K*(R+2N), D)
+    return (channels_last_view(grad_scan, height, width),  # one reduction per gradient below: no aliased outputs
             grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),
-            grad_dtw[:, :rank].permute(2, 0, 1).contiguous().to(dt_projs_weight.dtype),
-            part_dtb.sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
-            part_alog.sum(0).to(A_logs.dtype),
-            part_ds.sum(0).to(Ds.dtype))
+            grad_dtw.to(dt_projs_weight.dtype),
+            part_params[:, :, num_states + 1].sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
+            part_params[:, :, :num_states].sum(0).to(A_logs.dtype),
+            part_params[:, :, num_states].sum(0).to(Ds.dtype))

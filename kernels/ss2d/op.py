@@ -112,6 +112,12 @@ class SS2DFunction(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
+def _apply_fused(inputs, codes, out_dtype, block_l):
+    """SS2DFunction on checked arguments; chunk states are kept when autograd will need them."""
+    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
+    return SS2DFunction.apply(*inputs, codes, out_dtype or inputs[0].dtype, save_states, block_l)
+
+
 def ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes=ROUTES, out_dtype=None,
                     block_l=None):
     """The fused Triton SS2D core (CUDA, or CPU under TRITON_INTERPRET=1); arguments as :func:`ss2d_scan`.
@@ -122,9 +128,7 @@ def ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
     if block_l is not None and (block_l < 1 or block_l & (block_l - 1)):
         raise ValueError(f'block_l must be a power of two, got {block_l}')
-    inputs = (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
-    save_states = torch.is_grad_enabled() and any(t.requires_grad for t in inputs)
-    return SS2DFunction.apply(*inputs, codes, out_dtype or x.dtype, save_states, block_l)
+    return _apply_fused((x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds), codes, out_dtype, block_l)
 
 
 def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes=ROUTES, out_dtype=None):
@@ -145,6 +149,6 @@ def ss2d_scan(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, rout
     check_ss2d_args(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, len(codes))
     composed = os.environ.get('MMSSM_SS2D_IMPL') == 'separate' or os.environ.get('MMSSM_SCAN_IMPL') == 'ref'
     if x.is_cuda and x.dtype != torch.float64 and not composed:
-        return ss2d_scan_fused(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype)
+        return _apply_fused((x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds), codes, out_dtype, None)
     return ss2d_scan_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, routes, out_dtype,
                          scan=selective_scan, scan_routes=cross_scan, merge_routes=cross_merge)

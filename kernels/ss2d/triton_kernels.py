@@ -203,10 +203,9 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 
 @triton.jit
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
-                    grad_delta_ptr, part_bc_ptr, part_alog_ptr, part_ds_ptr, part_dtb_ptr,
-                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_L: tl.constexpr):
+                    grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, num_routes, num_states,
+                    num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr,
+                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
     states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT).
 
@@ -214,7 +213,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
     of delta before softplus (batch, H*W, K, D) (the launcher turns it into the dt up-projection's gradients with
     matmuls), per-channel-block partial gradients of B and C (batch, blocks, H*W, K, 2N), and per-image partials of
-    A_logs, Ds and dt_projs_bias.
+    A_logs, Ds and dt_projs_bias in the columns of part_params (batch, K*D, N + 2).
     """
     pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     routes_per_part = num_routes // tl.num_programs(1)
@@ -288,8 +287,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
                 tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
                 tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
-        row = (batch * num_routes + k) * channels + d
-        tl.store(part_alog_ptr + row[None, :] * num_states + n[:, None], grad_a * A, mask=nd_mask)
-        tl.store(part_ds_ptr + row, grad_skip, mask=d_mask)
-        tl.store(part_dtb_ptr + row, grad_bias, mask=d_mask)
+        params_row = part_params_ptr + ((batch * num_routes + k) * channels + d) * (num_states + 2)  # (BLOCK_D,)
+        tl.store(params_row[None, :] + n[:, None], grad_a * A, mask=nd_mask)
+        tl.store(params_row + num_states, grad_skip, mask=d_mask)
+        tl.store(params_row + num_states + 1, grad_bias, mask=d_mask)
         tl.debug_barrier()  # the next route reads back dx, maybe written by other threads of the program
