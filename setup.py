@@ -3,11 +3,17 @@
 The top-level ``kernels/`` folder is installed as the ``mmssm.kernels`` package, so the scan ops can be read
 (and lifted out) on their own while ``import mmssm.kernels`` works after ``pip install .`` and ``pip install -e .``.
 """
+import os
+import sys
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
 ROOT = Path(__file__).parent
+# setuptools loads other distributions' entry points while it builds; with this folder on sys.path our top-level
+# ``kernels/`` would shadow the ``kernels`` package of Hugging Face (a dependency of transformers >= 5.25, whose
+# egg_info writer ``kernels._internals.locking`` then fails to import and the install stops)
+sys.path[:] = [entry for entry in sys.path if os.path.abspath(entry or '.') != str(ROOT.resolve())]
 
 
 def read_requirements(name):

@@ -88,14 +88,16 @@ def test_trusted_opt_in_loads_full_pickle(tmp_path, monkeypatch):
     assert CheckpointLoader.load_checkpoint(path, map_location='cpu')['x'] == {3}
 
 
-def run_python(code):
+def run_python(code, cwd):
+    """``python -c code`` in ``cwd``: outside the repository, whose top-level ``kernels/`` folder would shadow the
+    ``kernels`` package of Hugging Face that transformers >= 5.25 imports."""
     import subprocess
-    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300, cwd=cwd)
 
 
-def test_mmpretrain_models_import_with_transformers_5():
+def test_mmpretrain_models_import_with_transformers_5(tmp_path):
     assert compat.transformers_is_5_or_newer(), 'requirements/tests.txt installs transformers>=5 to reproduce this'
-    crashed = run_python('import mmpretrain.models')
+    crashed = run_python('import mmpretrain.models', tmp_path)
     assert crashed.returncode != 0 and 'NoneType takes no arguments' in crashed.stderr
     import mmpretrain.models  # noqa: F401 - this module applied the shims at import
     from mmpretrain.registry import MODELS
