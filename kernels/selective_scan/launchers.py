@@ -89,6 +89,12 @@ def block_sizes(channels_per_group, num_states, chunk, tile):
     return block_d, next_power_of_2(num_states), chunk
 
 
+def row_alignment(length):
+    """ALIGN: the largest power of two (at most 8) dividing L, so that every row of a (batch, D, L) tensor starts at
+    a multiple of it (the kernels' vector loads)."""
+    return _largest_power_of_two_dividing(length, 8)
+
+
 def _check_triton_device(u):
     if not triton_runs_on(u):
         raise RuntimeError(f'the Triton selective scan needs CUDA tensors (or TRITON_INTERPRET=1), got {u.device}')
@@ -122,7 +128,7 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
         SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
-        num_warps=tiles.fwd_warps)
+        ALIGN=row_alignment(length), num_warps=tiles.fwd_warps)
     return out, last_state, checkpoints
 
 
@@ -164,7 +170,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
         RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
-        num_warps=tiles.bwd_warps)
+        ALIGN=row_alignment(length), num_warps=tiles.bwd_warps)
 
     def group_sum(part, like):
         """(batch, blocks, N, L) partials -> summed over the blocks of each group, shaped and typed like B / C."""

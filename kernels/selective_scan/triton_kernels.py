@@ -15,7 +15,7 @@ that the launcher adds up: deterministic, no atomics. All offsets are int64 so t
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import combine_next_decay, pick, scan_chunk, sigmoid, softplus
+from ..common.triton_scan import pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus
 
 LOG2_E = tl.constexpr(1.4426950408889634)
 
@@ -33,6 +33,15 @@ def _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS: tl.constexpr, SOFTPLUS:
 
 
 @triton.jit
+def _step_mask(steps, length, ALIGN: tl.constexpr):
+    """steps < length, written so that Triton sees it constant over runs of ALIGN steps (ALIGN divides L): with the
+    rows' ALIGN hint, the (BLOCK_D, BLOCK_T) tiles then load and store as vectors of ALIGN elements, which keeps
+    ALIGN steps of a channel inside one thread (without it, an L that is not a multiple of 16 gave one element per
+    thread and lanes along the steps)."""
+    return steps // ALIGN < length // ALIGN
+
+
+@triton.jit
 def _state_scan(dt, dt_u, a2, Bn, h_in, step, step_mask):
     """One state's chunk: (decay, unfolded drive, states) as (BLOCK_D, BLOCK_T) tiles, h_in entering the chunk."""
     decay = tl.where(step_mask[None, :], tl.exp2(dt * a2[:, None]), 1.0)
@@ -45,7 +54,7 @@ def _state_scan(dt, dt_u, a2, Bn, h_in, step, step_mask):
 @triton.jit
 def _program_setup(bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups,
                    HAS_BIAS: tl.constexpr, HAS_D: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                   BLOCK_T: tl.constexpr):
+                   BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
     """Indices and per-channel parameters of this program's (channel block, batch element), shared by both passes.
 
     Returns chan (BLOCK_D,), state (BLOCK_N,), step (BLOCK_T,), state_mask (1, BLOCK_N), rows (BLOCK_D,) the start of
@@ -59,7 +68,7 @@ def _program_setup(bias_ptr, D_ptr, channels, length, num_states, channels_per_g
     step = tl.arange(0, BLOCK_T)
     state_mask = state[None, :] < num_states
     group = (pid_d * BLOCK_D) // channels_per_group
-    rows = (pid_b * channels + chan) * length
+    rows = tl.multiple_of((pid_b * channels + chan) * length, ALIGN)  # ALIGN divides L
     bc_start = (pid_b * num_groups + group) * num_states * length
     state_index = (pid_b * channels + chan)[:, None] * num_states + state[None, :]
     bias = tl.zeros([BLOCK_D], dtype=tl.float32)
@@ -78,18 +87,18 @@ def selective_scan_fwd_kernel(
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
     pid_b = tl.program_id(1).to(tl.int64)
     chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
         bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
-        BLOCK_N, BLOCK_T)
+        BLOCK_N, BLOCK_T, ALIGN)
     if HAS_INITIAL:
         h = tl.load(initial_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     for chunk in range(0, num_chunks):
         steps = chunk * BLOCK_T + step
-        step_mask = steps < length
+        step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
         if SAVE_CHECKPOINTS:
             tl.store(checkpoint_ptr + state_index * num_chunks + chunk, h, mask=state_mask)
@@ -102,7 +111,7 @@ def selective_scan_fwd_kernel(
             Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
             _, _, states = _state_scan(dt, dt_u, a2, Bn, pick(h, state[None, :], n, 1), step, step_mask)
             if RETURN_STATES:
-                state_rows = ((pid_b * channels + chan) * num_states + n) * length  # (BLOCK_D,)
+                state_rows = tl.multiple_of(((pid_b * channels + chan) * num_states + n) * length, ALIGN)  # (BLOCK_D,)
                 tl.store(out_ptr + state_rows[:, None] + steps[None, :], states.to(out_ptr.dtype.element_ty),
                          mask=step_mask[None, :])
             else:
@@ -126,12 +135,12 @@ def selective_scan_bwd_kernel(
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         HAS_GRAD_LAST: tl.constexpr, SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr):
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
     chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
         bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
-        BLOCK_N, BLOCK_T)
+        BLOCK_N, BLOCK_T, ALIGN)
     part_start = (pid_b * tl.num_programs(0) + pid_d) * num_states * length  # this block's rows of dB/dC partials
     # carry: gradient reaching the state before the current chunk's successor, a_{t+1} * g_{t+1} (k form)
     if HAS_GRAD_LAST:
@@ -144,7 +153,7 @@ def selective_scan_bwd_kernel(
     for reverse_chunk in range(0, num_chunks):
         chunk = num_chunks - 1 - reverse_chunk
         steps = chunk * BLOCK_T + step
-        step_mask = steps < length
+        step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
         h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
         u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
@@ -167,7 +176,7 @@ def selective_scan_bwd_kernel(
             decay, drive, states = _state_scan(dt, dt_u, a * LOG2_E, Bn, pick(h0, state[None, :], n, 1), step,
                                                step_mask)
             if RETURN_STATES:
-                state_rows = ((pid_b * channels + chan) * num_states + n) * length  # (BLOCK_D,)
+                state_rows = tl.multiple_of(((pid_b * channels + chan) * num_states + n) * length, ALIGN)  # (BLOCK_D,)
                 grad_states = tl.load(grad_out_ptr + state_rows[:, None] + steps[None, :], mask=step_mask[None, :],
                                       other=0.0).to(tl.float32)
             else:
@@ -180,8 +189,7 @@ def selective_scan_bwd_kernel(
             # own decay a_t); the later chunks enter at the last step
             carry_n = pick(carry, state[None, :], n, 1)
             grad_states = tl.where(step[None, :] == BLOCK_T - 1, grad_states + carry_n[:, None], grad_states)
-            _, _, grad_h = tl.associative_scan((tl.full(decay.shape, 1.0, tl.float32), decay, grad_states), 1,
-                                               combine_next_decay, reverse=True)
+            _, grad_h = reverse_scan_next_decay(decay, grad_states, 1)
             grad_h = tl.where(step_mask[None, :], grad_h, 0.0)
             carry = tl.where(state[None, :] == n, pick(decay * grad_h, step[None, :], 0, 1)[:, None], carry)
             grad_decay_arg = grad_h * (states - drive)  # dL/d(dt * A); a_t * h_{t-1} = h_t - drive_t

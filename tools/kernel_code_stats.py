@@ -1,0 +1,84 @@
+"""Static counts of the code Triton generates for the bare selective-scan kernels, on a machine without a GPU.
+
+    python tools/kernel_code_stats.py [--tree DIR] [--dtype bf16]
+
+Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py,
+with the launch tiles the launchers pick, for sm_90 through the installed Triton's CUDA backend, and prints per
+kernel the PTX instructions (each loop body counted once), warp shuffles (``shfl``), barriers and shared-memory
+stores. Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
+divisible by 16), pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older
+commit from ``git archive``) to compare. These are counts, not times: speed is measured on the device.
+"""
+import argparse
+import importlib
+import os
+import sys
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+HALF_TENSORS = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'z_ptr', 'out_ptr', 'grad_out_ptr', 'grad_u_ptr',
+                'grad_delta_ptr', 'grad_z_ptr')
+
+
+def ptx_counts(fn, constants, int_args, warps, dtype):
+    """Compile ``fn`` for sm_90: constexprs, runtime ints (specialised like a launch), 16-byte aligned pointers."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    constants = dict(constants)
+    signature, attrs = {}, {}
+    for index, name in enumerate(fn.arg_names):
+        if name in constants:
+            signature[name] = 'constexpr'
+        elif name.endswith('_ptr'):
+            signature[name] = ('*' + dtype) if name in HALF_TENSORS else '*fp32'
+            attrs[(index,)] = [['tt.divisibility', 16]]
+        elif int_args[name] == 1:
+            signature[name] = 'constexpr'
+            constants[name] = 1
+        else:
+            signature[name] = 'i32'
+            if int_args[name] % 16 == 0:
+                attrs[(index,)] = [['tt.divisibility', 16]]
+    kernel = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget('cuda', 90, 32),
+                            options=dict(num_warps=warps))
+    ptx = kernel.asm['ptx']
+    body = [line for line in ptx.splitlines()
+            if line.strip() and not line.strip().startswith(('.', '//', '$', '{', '}', ')', '('))]
+    return dict(instructions=len(body), shfl=ptx.count('shfl.sync'), bar=ptx.count('bar.sync'),
+                st_shared=ptx.count('st.shared'))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
+    parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
+    args = parser.parse_args()
+    sys.path.insert(0, os.path.abspath(args.tree))
+    launchers = importlib.import_module('kernels.selective_scan.launchers')
+    kernels = importlib.import_module('kernels.selective_scan.triton_kernels')
+    sys.path.insert(0, TOOLS)
+    from check_kernels_device import SHAPES
+    print(f'tree {os.path.abspath(args.tree)}, {args.dtype}, sm_90')
+    for name, (channels, length, states, groups, with_z) in SHAPES.items():
+        tiles = launchers.default_tiles(states)
+        chunk = launchers.chunk_length(states, length, tiles)
+        ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
+                    num_groups=groups, num_chunks=-(-length // chunk))
+        flags = dict(HAS_D=True, HAS_Z=with_z, HAS_BIAS=True, HAS_INITIAL=False, SOFTPLUS=True, RETURN_STATES=False)
+        for label, fn, tile, warps, extra in (
+                ('fwd', kernels.selective_scan_fwd_kernel, tiles.fwd_tile, tiles.fwd_warps,
+                 dict(SAVE_CHECKPOINTS=True)),
+                ('bwd', kernels.selective_scan_bwd_kernel, tiles.bwd_tile, tiles.bwd_warps,
+                 dict(HAS_GRAD_LAST=False))):
+            block_d, block_n, block_t = launchers.block_sizes(channels // groups, states, chunk, tile)
+            constants = dict(flags, **extra, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
+            if 'ALIGN' in fn.arg_names:
+                constants['ALIGN'] = launchers.row_alignment(length)
+            counts = ptx_counts(fn, constants, ints, warps, args.dtype)
+            print(f'{name:16s} L={length:<5d} {label} BLOCK_D={block_d:<3d} BLOCK_T={block_t:<3d} warps={warps} '
+                  f'ALIGN={constants.get("ALIGN", "-")}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()),
+                  flush=True)
+
+
+if __name__ == '__main__':
+    main()
