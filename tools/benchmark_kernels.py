@@ -1,7 +1,7 @@
 """Time the scan kernels against the vectorised PyTorch path and the device's copy bandwidth, in one run.
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
-    python tools/benchmark_kernels.py [--batch 128] [--check] [--out DIR]
+    python tools/benchmark_kernels.py [--batch 128] [--check] [--graphs] [--out DIR]
         [--sections routes,scan,ss2d,group,norm,profile,sweep,sweep_norm,host]
 Prints a markdown table and writes it (and the raw numbers as JSON) to ``--out`` (default: $OUT or .).
 "Bandwidth" is the op's minimal HBM bytes / its time, as a fraction of the measured device-to-device copy.
@@ -52,6 +52,21 @@ def median_ms(fn, warmup=3, reps=15):
         end.synchronize()
         times.append(start.elapsed_time(end))
     return statistics.median(times)
+
+
+def graphed(fn, warmup=3):
+    """``fn`` captured in a CUDA graph after ``warmup`` calls on a side stream: a replay runs the same kernels with no
+    Python or launch work on the host, so its time is the GPU's."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fn()
+    return graph.replay
 
 
 def fwd_bwd(fn, leaves, grad):
@@ -190,8 +205,9 @@ def torch_ops(*args):
     return ss2d_scan_ref(*args, scan=torch_scan, scan_routes=cross_scan_ref, merge_routes=cross_merge_ref)
 
 
-def bench_ss2d(table, batch, device):
-    """Fused SS2D core vs the separate ops and the PyTorch path."""
+def bench_ss2d(table, batch, device, graphs=False):
+    """Fused SS2D core vs the separate ops and the PyTorch path; with ``graphs``, the fused core and the separate ops
+    are timed as CUDA-graph replays (GPU time, no host work; the PyTorch path stays eager)."""
     for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
         for name, dtype in DTYPES.items():
             leaves = [t.requires_grad_() for t in ss2d_inputs(batch, channels, size, rank, dtype, device)]
@@ -199,16 +215,18 @@ def bench_ss2d(table, batch, device):
             map_bytes = leaves[0].numel() * leaves[0].element_size()
             results = {}
             for label, fn in (('fused', K.ss2d_scan), ('separate', separate_ops), ('torch', torch_ops)):
+                replay = graphed if graphs and label != 'torch' else (lambda f: f)
                 with torch.no_grad():
-                    fwd = median_ms(lambda: fn(*leaves))
-                results[label] = (fwd, median_ms(fwd_bwd(fn, leaves, grad)))
+                    fwd = median_ms(replay(lambda: fn(*leaves)))
+                results[label] = (fwd, median_ms(replay(fwd_bwd(fn, leaves, grad))))
             shape = f'D={channels}, {size}x{size}, R={rank}, N=1, K=4'
             nbytes = (2 * map_bytes, 5 * map_bytes)  # fwd: read x, write y; bwd: read x, dy, write dx
-            for baseline, label in (('separate ops', 'separate'), ('PyTorch path', 'torch')):
-                table.add(f'ss2d_scan {shape_name}', shape, name, results['fused'], nbytes, baseline,
-                          results[label])
-            table.add(f'ss2d separate ops {shape_name}', shape, name, results['separate'], nbytes, 'PyTorch path',
-                      results['torch'])
+            op = f'ss2d_scan {shape_name}' + (' (CUDA graphs)' if graphs else '')
+            for baseline, label in (('separate ops' + (' (CUDA graphs)' if graphs else ''), 'separate'),
+                                    ('PyTorch path', 'torch')):
+                table.add(op, shape, name, results['fused'], nbytes, baseline, results[label])
+            table.add(f'ss2d separate ops {shape_name}' + (' (CUDA graphs)' if graphs else ''), shape, name,
+                      results['separate'], nbytes, 'PyTorch path', results['torch'])
             del leaves, grad
             torch.cuda.empty_cache()
 
@@ -426,6 +444,8 @@ def main():
     parser.add_argument('--sections', default='routes,scan,ss2d,group,norm,profile,sweep,sweep_norm,host')
     parser.add_argument('--check', action='store_true',
                         help='check the fused SS2D core and LayerNorm2d against float64 first')
+    parser.add_argument('--graphs', action='store_true',
+                        help='time the fused SS2D core and its separate ops as CUDA-graph replays (GPU time)')
     parser.add_argument('--out', default=os.environ.get('OUT', '.'))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -445,8 +465,9 @@ def main():
           f'device-to-device copy {copy_gbs:.0f} GB/s', flush=True)
     table = Table(copy_gbs)
     print('| ' + ' | '.join(Table.HEADER) + ' |', flush=True)
-    for section, bench in (('routes', bench_routes), ('scan', bench_scan), ('ss2d', bench_ss2d),
-                           ('group', bench_group), ('norm', bench_norm)):
+    for section, bench in (('routes', bench_routes), ('scan', bench_scan),
+                           ('ss2d', lambda *a: bench_ss2d(*a, graphs=args.graphs)), ('group', bench_group),
+                           ('norm', bench_norm)):
         if section in sections:
             bench(table, args.batch, device)
     report['rows'] = table.records

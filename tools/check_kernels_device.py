@@ -145,13 +145,12 @@ def candidate_tiles(num_states, tune):
     """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
     if not tune:
         return [default_tiles(num_states)]
-    # around the defaults: single-warp and two-warp programs, whose reductions and scans need no barriers
-    if num_states == 1:
-        chunks, fwd, bwd = (64, 128, 256), ((1024, 4), (512, 2), (256, 1)), ((256, 1), (128, 1), (512, 2))
-    else:
-        chunks, fwd, bwd = (16, 32), ((512, 4), (256, 2), (128, 1)), ((128, 2), (64, 1), (128, 1))
-    # pair the i-th forward with the i-th backward setting: each kernel is timed on its own, so the sweep covers both
-    return [ScanTiles(chunk, chunk, *f, *b) for chunk in chunks for f, b in zip(fwd, bwd)]
+    # (BLOCK_D, warps) per chunk length: 8-step chunks keep each channel's steps inside one thread (no shuffles in
+    # the scans); the i-th forward is paired with the i-th backward setting, each kernel is timed on its own
+    chunks = (8, 16, 32, 64) if num_states == 1 else (8, 16)
+    fwd, bwd = ((32, 1), (64, 2), (64, 4)), ((32, 1), (64, 2), (16, 1))
+    swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
+    return [default_tiles(num_states)] + swept
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
