@@ -198,6 +198,29 @@ def _patch_mmpretrain_multimodal():
         sys.meta_path.insert(0, _MultimodalOffFinder())
 
 
+# --- 5. mmengine's `compile` option with a paramwise_cfg -------------------------------------------------------------
+# mmengine 0.10.7's DefaultOptimWrapperConstructor assigns the parameter groups into the optimizer's ConfigDict, which
+# turns each group into a ConfigDict; the optimizer keeps them. `compile = True` (or a dict) compiles the whole
+# `train_step`, optimizer step included, and torch.compile's dynamo (torch 2.14) fails on the dict subclass in
+# Adam's step ("InternalTorchDynamoError: AttributeError: 'UserDefinedDictVariable' object has no attribute
+# 'items'"): every config with a paramwise_cfg (the official recipes: no weight decay on norms) could not compile.
+# Once an optimizer wrapper is built, its optimizer's groups become plain dicts (same keys and values).
+
+def _patch_optimizer_param_groups():
+    from mmengine.optim import OptimWrapper
+    init = OptimWrapper.__init__
+    if getattr(init, '_mmssm_plain_groups', False):
+        return
+
+    def init_with_plain_groups(self, optimizer, *args, **kwargs):
+        init(self, optimizer, *args, **kwargs)
+        groups = self.optimizer.param_groups
+        groups[:] = [group if type(group) is dict else dict(group) for group in groups]
+
+    init_with_plain_groups._mmssm_plain_groups = True
+    OptimWrapper.__init__ = init_with_plain_groups
+
+
 def apply():
     """Install every shim (idempotent)."""
     global _applied
@@ -207,4 +230,5 @@ def apply():
     _patch_checkpoint_loading()
     _patch_cpu_distributed()
     _patch_mmpretrain_multimodal()
+    _patch_optimizer_param_groups()
     _applied = True

@@ -102,3 +102,29 @@ def test_mmpretrain_models_import_with_transformers_5(tmp_path):
     import mmpretrain.models  # noqa: F401 - this module applied the shims at import
     from mmpretrain.registry import MODELS
     assert MODELS.get('ImageClassifier') is not None
+
+
+def test_compiled_optimizer_step_with_paramwise_cfg():
+    from mmengine.config import ConfigDict
+    from mmengine.optim import build_optim_wrapper
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.LayerNorm(4))
+
+    def compiled_step(optimizer):
+        def step(x):
+            model(x).sum().backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        torch._dynamo.reset()
+        torch.compile(step, backend='aot_eager')(torch.randn(2, 4))
+
+    # the cause: parameter groups as ConfigDicts, which mmengine's constructor hands the optimizer
+    with pytest.raises(Exception, match='UserDefinedDictVariable'):
+        compiled_step(torch.optim.AdamW([ConfigDict(params=[p]) for p in model.parameters()], lr=1e-3))
+    wrapper = build_optim_wrapper(model, ConfigDict(optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05),
+                                                    paramwise_cfg=dict(norm_decay_mult=0.0)))  # as the Runner does
+    groups = wrapper.optimizer.param_groups
+    assert all(type(group) is dict for group in groups)
+    assert [group['weight_decay'] for group in groups] == [0.05, 0.05, 0.0, 0.0]  # the paramwise settings kept
+    before = [p.detach().clone() for p in model.parameters()]
+    compiled_step(wrapper.optimizer)
+    assert all(not torch.equal(p, old) for p, old in zip(model.parameters(), before))
