@@ -221,12 +221,12 @@ def bench_ss2d(table, batch, device, graphs=False):
                 results[label] = (fwd, median_ms(replay(fwd_bwd(fn, leaves, grad))))
             shape = f'D={channels}, {size}x{size}, R={rank}, N=1, K=4'
             nbytes = (2 * map_bytes, 5 * map_bytes)  # fwd: read x, write y; bwd: read x, dy, write dx
-            op = f'ss2d_scan {shape_name}' + (' (CUDA graphs)' if graphs else '')
-            for baseline, label in (('separate ops' + (' (CUDA graphs)' if graphs else ''), 'separate'),
-                                    ('PyTorch path', 'torch')):
-                table.add(op, shape, name, results['fused'], nbytes, baseline, results[label])
-            table.add(f'ss2d separate ops {shape_name}' + (' (CUDA graphs)' if graphs else ''), shape, name,
-                      results['separate'], nbytes, 'PyTorch path', results['torch'])
+            timing = ' (CUDA graphs)' if graphs else ''
+            for baseline, label in (('separate ops' + timing, 'separate'), ('PyTorch path', 'torch')):
+                table.add(f'ss2d_scan {shape_name}{timing}', shape, name, results['fused'], nbytes, baseline,
+                          results[label])
+            table.add(f'ss2d separate ops {shape_name}{timing}', shape, name, results['separate'], nbytes,
+                      'PyTorch path', results['torch'])
             del leaves, grad
             torch.cuda.empty_cache()
 

@@ -145,8 +145,9 @@ def candidate_tiles(num_states, tune):
     """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
     if not tune:
         return [default_tiles(num_states)]
-    # (BLOCK_D, warps) per chunk length: 8-step chunks keep each channel's steps inside one thread (no shuffles in
-    # the scans); the i-th forward is paired with the i-th backward setting, each kernel is timed on its own
+    # (BLOCK_D, warps) per chunk length: with rows aligned to 8 steps (bf16 vectors), 8-step chunks keep each
+    # channel's steps inside one thread (no shuffles in the scans); the i-th forward is paired with the i-th backward
+    # setting, each kernel is timed on its own
     chunks = (8, 16, 32, 64) if num_states == 1 else (8, 16)
     fwd, bwd = ((32, 1), (64, 2), (64, 4)), ((32, 1), (64, 2), (16, 1))
     swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]

@@ -63,7 +63,7 @@ def main():
         tiles = launchers.default_tiles(states)
         chunk = launchers.chunk_length(states, length, tiles)
         ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
-                    num_groups=groups, num_chunks=-(-length // chunk))
+                    num_groups=groups, num_chunks=launchers.cdiv(length, chunk))
         flags = dict(HAS_D=True, HAS_Z=with_z, HAS_BIAS=True, HAS_INITIAL=False, SOFTPLUS=True, RETURN_STATES=False)
         for label, fn, tile, warps, extra in (
                 ('fwd', kernels.selective_scan_fwd_kernel, tiles.fwd_tile, tiles.fwd_warps,
