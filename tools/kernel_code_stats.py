@@ -3,23 +3,27 @@
     python tools/kernel_code_stats.py [--tree DIR] [--dtype bf16]
 
 Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py,
-with the launch tiles the launchers pick, for sm_90 through the installed Triton's CUDA backend, and prints per
-kernel the PTX instructions (each loop body counted once), warp shuffles (``shfl``), barriers and shared-memory
-stores. Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
+with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
+and prints per kernel the registers per thread and local-memory bytes (spills) of the cubin (``cuobjdump
+-res-usage``), then counts of its SASS (``nvdisasm``; each loop body counted once): instructions, warp shuffles
+(``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``). Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
 divisible by 16), pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older
 commit from ``git archive``) to compare. These are counts, not times: speed is measured on the device.
 """
 import argparse
 import importlib
 import os
+import re
+import subprocess
 import sys
+import tempfile
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 HALF_TENSORS = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'z_ptr', 'out_ptr', 'grad_out_ptr', 'grad_u_ptr',
                 'grad_delta_ptr', 'grad_z_ptr')
 
 
-def ptx_counts(fn, constants, int_args, warps, dtype):
+def code_counts(fn, constants, int_args, warps, dtype):
     """Compile ``fn`` for sm_90: constexprs, runtime ints (specialised like a launch), 16-byte aligned pointers."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -41,11 +45,25 @@ def ptx_counts(fn, constants, int_args, warps, dtype):
                 attrs[(index,)] = [['tt.divisibility', 16]]
     kernel = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget('cuda', 90, 32),
                             options=dict(num_warps=warps))
-    ptx = kernel.asm['ptx']
-    body = [line for line in ptx.splitlines()
-            if line.strip() and not line.strip().startswith(('.', '//', '$', '{', '}', ')', '('))]
-    return dict(instructions=len(body), shfl=ptx.count('shfl.sync'), bar=ptx.count('bar.sync'),
-                st_shared=ptx.count('st.shared'))
+    return cubin_counts(kernel.asm['cubin'])
+
+
+def cubin_counts(cubin):
+    """Registers, local memory and SASS counts of a compiled kernel, from the tools bundled with Triton."""
+    import triton
+    tools = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin')
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, 'kernel.cubin')
+        with open(path, 'wb') as file:
+            file.write(cubin)
+        usage = subprocess.run([os.path.join(tools, 'cuobjdump'), '-res-usage', path], capture_output=True,
+                               text=True, check=True).stdout
+        sass = subprocess.run([os.path.join(tools, 'nvdisasm'), '-c', path], capture_output=True, text=True,
+                              check=True).stdout
+    opcodes = re.findall(r'/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)', sass)
+    return dict(regs=int(re.search(r'REG:(\d+)', usage).group(1)), local=int(re.search(r'LOCAL:(\d+)', usage).group(1)),
+                sass=len(opcodes), shfl=sum(op.startswith('SHFL') for op in opcodes),
+                bar=sum(op.startswith('BAR') for op in opcodes), ex2=sum(op == 'MUFU.EX2' for op in opcodes))
 
 
 def main():
@@ -74,7 +92,7 @@ def main():
             constants = dict(flags, **extra, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
             if 'ALIGN' in fn.arg_names:
                 constants['ALIGN'] = launchers.row_alignment(length)
-            counts = ptx_counts(fn, constants, ints, warps, args.dtype)
+            counts = code_counts(fn, constants, ints, warps, args.dtype)
             print(f'{name:16s} L={length:<5d} {label} BLOCK_D={block_d:<3d} BLOCK_T={block_t:<3d} warps={warps} '
                   f'ALIGN={constants.get("ALIGN", "-")}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()),
                   flush=True)
