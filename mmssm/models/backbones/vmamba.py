@@ -58,6 +58,7 @@ class VMamba(FrozenStagesMixin, BaseModule):
         **dict.fromkeys(['s', 'small'], dict(V2_RELEASE, embed_dims=96, depths=(2, 2, 15, 2))),
         **dict.fromkeys(['b', 'base'], dict(V2_RELEASE, embed_dims=128, depths=(2, 2, 15, 2))),
         'tiny-s2l5': dict(V2_RELEASE, embed_dims=96, depths=(2, 2, 5, 2)),
+        'tiny-s2l4': dict(V2_RELEASE, embed_dims=96, depths=(2, 2, 4, 2)),  # MambaCD's Tiny encoder
         'v0-tiny': dict(V0_RELEASE, embed_dims=96, depths=(2, 2, 9, 2)),
         'v0-small': dict(V0_RELEASE, embed_dims=96, depths=(2, 2, 27, 2)),
         'v0-base': dict(V0_RELEASE, embed_dims=128, depths=(2, 2, 27, 2)),

@@ -101,13 +101,14 @@ def load_pretrained(module, checkpoint, prefix=None, convert=None, map_location=
     return load_state_dict_checked(module, state_dict, allow_missing=allow_missing, source=str(checkpoint))
 
 
-def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None, argv=None):
+def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None, argv=None, build_parts=None):
     """The body of ``tools/model_converters/<family>2mmssm.py SRC DST [--arch A]``.
 
     Reads an official checkpoint (``model`` entry or a bare state dict) through the compat loader, converts it to an
     mmpretrain classifier state dict (``backbone.*`` / ``head.*``), loads its backbone part into
     ``backbone_cls(arch, **build_kwargs)`` so a wrong arch or a damaged file fails listing the keys, then saves
-    ``dict(state_dict=..., meta=...)`` to DST.
+    ``dict(state_dict=..., meta=...)`` to DST. ``build_parts`` ({key prefix: backbone -> module}) checks further
+    parts the same way, e.g. a segmentor's ``decode_head.``.
     """
     import argparse
     import os
@@ -122,9 +123,12 @@ def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None
     parser.add_argument('--arch', default='tiny', help=f'arch to check against: {sorted(backbone_cls.arch_zoo)}')
     args = parser.parse_args(argv)
     state_dict = convert(extract_state_dict(load_checkpoint_file(args.src, map_location='cpu')))
-    backbone = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    backbone = backbone_cls(args.arch, **(build_kwargs or {}))
+    parts = {'backbone.': lambda _: backbone, **(build_parts or {})}
     try:
-        load_state_dict_checked(backbone_cls(args.arch, **(build_kwargs or {})), backbone, source=args.src)
+        for prefix, build in parts.items():
+            weights = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+            load_state_dict_checked(build(backbone), weights, source=args.src)
     except CheckpointMismatchError as error:
         sys.exit(f'{args.src} is not a {backbone_cls.__name__}-{args.arch} checkpoint:\n{error}')
     meta = dict(arch=args.arch, source=args.src, converter=f'tools/model_converters/{os.path.basename(sys.argv[0])}')
