@@ -47,6 +47,7 @@ TINY_HEADS = {
         train_cfg=dict(rpn_proposal=dict(nms_pre=200, max_per_img=100), rcnn=dict(sampler=dict(num=64))),
         test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0))),
     'EncoderDecoder': dict(decode_head=dict(channels=16), auxiliary_head=dict(channels=16)),
+    'mmssm.SiameseEncoderDecoder': dict(decode_head=dict(channels=16)),
 }
 # default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 83x50, 512 crops -> 64)
 SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 16, 'mmseg': 8}
@@ -57,7 +58,9 @@ EXPECTED_METRICS = {
     'Accuracy': ('accuracy/top1', ),
     'CocoMetric': ('coco/bbox_mAP', 'coco/segm_mAP'),
     'IoUMetric': ('mIoU', ),
+    'ChangeDetectionMetric': ('precision', 'recall', 'F1', 'IoU', 'OA', 'kappa'),
 }
+SIGNED_METRICS = {'kappa'}  # metrics in percent that range over [-100, 100]
 
 # what decides whether two shrunk configs run the same way
 SIGNATURE_KEYS = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'train_cfg', 'optim_wrapper',
@@ -123,7 +126,8 @@ def test_config_trains_and_evaluates(config_path, data_dir, tmp_path):
         assert kind in EXPECTED_METRICS, f'add the metrics of {kind} to EXPECTED_METRICS'
         for name in EXPECTED_METRICS[kind]:
             assert name in recorder.metrics, f'{name} missing from {sorted(recorder.metrics)}'
-            assert math.isfinite(recorder.metrics[name]) and recorder.metrics[name] >= 0, recorder.metrics
+            lowest = -100 if name in SIGNED_METRICS else 0  # kappa of an untrained model may be below chance
+            assert math.isfinite(recorder.metrics[name]) and recorder.metrics[name] >= lowest, recorder.metrics
     _trained[signature] = recorder.metrics
 
 

@@ -1,5 +1,19 @@
-"""Datasets registered in ``mmssm.registry.DATASETS`` and the shape renderer behind the demo and test data."""
+"""Datasets and transforms registered in ``mmssm.registry`` (DATASETS, TRANSFORMS), and the shape renderer behind the
+demo and test data.
+
+``LEVIRCDDataset`` subclasses mmseg's ``BaseSegDataset``: it is registered only where mmsegmentation is installed
+(an optional library, ``requirements/mmseg.txt``), so classification-only installs still import this package; an
+mmseg config fails earlier, in ``mmssm.apis.load_config``, with the install command.
+"""
+import importlib.util
+
 from .demo_shapes import DemoShapes
 from .shapes import SHAPE_KINDS, render_scene, scene_rng
+from .transforms import LoadChangeLabel, LoadImagePairFromFile, RandomRotate90
 
-__all__ = ['DemoShapes', 'SHAPE_KINDS', 'render_scene', 'scene_rng']
+__all__ = ['DemoShapes', 'LoadChangeLabel', 'LoadImagePairFromFile', 'RandomRotate90', 'SHAPE_KINDS', 'render_scene',
+           'scene_rng']
+
+if importlib.util.find_spec('mmseg') is not None:
+    from .levir_cd import LEVIRCDDataset  # noqa: F401
+    __all__.append('LEVIRCDDataset')

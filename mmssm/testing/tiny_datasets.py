@@ -1,4 +1,4 @@
-"""Tiny datasets in the real on-disk formats of ImageNet, COCO and ADE20K, for end-to-end tests of configs.
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K and LEVIR-CD, for end-to-end tests of configs.
 
 Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
 exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
@@ -9,6 +9,7 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_imagenet`` | ``train/<wnid>/*.JPEG``, ``val/*.JPEG``, ``meta/{train,val}.txt`` | mmpretrain ``ImageNet`` |
 | ``make_coco`` | ``{train,val}2017/*.jpg``, ``annotations/instances_{train,val}2017.json`` (polygons) | mmdet ``CocoDataset`` |
 | ``make_ade20k`` | ``images/{training,validation}/*.jpg``, ``annotations/{training,validation}/*.png`` | mmseg ``ADE20KDataset`` |
+| ``make_levir_cd`` | ``{train,val,test}/{A,B,label}/*.png`` (label 0 / 255 = changed) | ``mmssm.LEVIRCDDataset`` |
 
 ``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
 """
@@ -42,7 +43,7 @@ COCO_CATEGORIES = tuple({'id': i, 'name': n} for i, n in zip(COCO_IDS, COCO_NAME
 ADE20K_BACKGROUND = 1
 ADE20K_FIRST_SHAPE = 2
 
-_SPLIT_SEEDS = {'train': 0, 'val': 1}
+_SPLIT_SEEDS = {'train': 0, 'val': 1, 'test': 2}
 
 
 def _save_jpeg(image, path):
@@ -50,9 +51,14 @@ def _save_jpeg(image, path):
     Image.fromarray(image).save(path, quality=95)
 
 
-def _scene(seed, split, index, size, max_shapes):
-    """One picture with 1..max_shapes shapes of random kinds."""
-    rng = scene_rng(seed, _SPLIT_SEEDS[split], index)
+def _save_png(image, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+
+
+def _scene(seed, split, index, size, max_shapes, *layer):
+    """One picture with 1..max_shapes shapes of random kinds; ``layer`` keys further pictures of the same sample."""
+    rng = scene_rng(seed, _SPLIT_SEEDS[split], index, *layer)
     kinds = rng.integers(0, len(SHAPE_KINDS), size=rng.integers(1, max_shapes + 1))
     return render_scene(rng, size, kinds)
 
@@ -121,10 +127,34 @@ def make_ade20k(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
     return str(root)
 
 
+def make_levir_cd(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
+    """LEVIR-CD in the Open-CD layout: ``{split}/A``, ``{split}/B`` (RGB png) and ``{split}/label`` (0 / 255 png).
+
+    Both dates share one scene (background and "unchanged" shapes); date 1 has the shapes of a second scene pasted
+    on (later removed), date 2 those of a third (added). The label is 255 exactly where the two dates differ.
+    'test' has ``num_val`` pairs of its own.
+    """
+    root = Path(root)
+    for split, count in (('train', num_train), ('val', num_val), ('test', num_val)):
+        for index in range(count):
+            common, _, _ = _scene(seed, split, index, size, max_shapes)
+            dates = []
+            for layer in (1, 2):
+                shapes, _, kind_map = _scene(seed, split, index, size, max_shapes, layer)
+                dates.append(np.where(kind_map[..., None] >= 0, shapes, common))  # (H, W, 1) mask over (H, W, 3)
+            changed = np.any(dates[0] != dates[1], axis=-1)  # (H, W)
+            name = f'{split}_{index + 1}.png'
+            _save_png(dates[0], root / split / 'A' / name)
+            _save_png(dates[1], root / split / 'B' / name)
+            _save_png(np.where(changed, 255, 0).astype(np.uint8), root / split / 'label' / name)
+    return str(root)
+
+
 TINY_DATASETS = {
     'ImageNet': make_imagenet,
     'CocoDataset': make_coco,
     'ADE20KDataset': make_ade20k,
+    'LEVIRCDDataset': make_levir_cd,
 }
 
 

@@ -1,0 +1,113 @@
+"""Transforms for change detection, registered in ``mmssm.registry.TRANSFORMS``.
+
+The two dates travel as ONE 6-channel image, ``results['img']`` (H, W, 6) uint8, RGB of date 1 then RGB of date 2,
+so mmseg's geometric transforms (``RandomCrop``, ``RandomFlip``, ``Resize``, ...) move both dates and every map in
+``results['seg_fields']`` together. The images are RGB already: set ``bgr_to_rgb=False`` in the data preprocessor.
+"""
+import mmcv
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmcv.transforms.utils import cache_randomness
+from mmengine import fileio
+
+from mmssm.registry import TRANSFORMS
+
+
+def _read(path, flag, backend, backend_args, **kwargs):
+    image = mmcv.imfrombytes(fileio.get(path, backend_args=backend_args), flag=flag, backend=backend, **kwargs)
+    if image is None:
+        raise ValueError(f'could not decode the image {path}')
+    return image
+
+
+@TRANSFORMS.register_module()
+class LoadImagePairFromFile(BaseTransform):
+    """Read ``img_path`` (date 1) and ``img_path2`` (date 2) as RGB and stack them into ``img`` (H, W, 6) uint8.
+
+    Sets ``img_shape`` and ``ori_shape`` like mmcv's ``LoadImageFromFile``; ValueError if the two sizes differ.
+
+    Args:
+        imdecode_backend: ``mmcv.imfrombytes`` backend. backend_args: ``mmengine.fileio`` backend arguments.
+    """
+
+    def __init__(self, imdecode_backend='cv2', backend_args=None):
+        self.imdecode_backend = imdecode_backend
+        self.backend_args = backend_args
+
+    def transform(self, results):
+        first, second = (_read(results[key], 'color', self.imdecode_backend, self.backend_args, channel_order='rgb')
+                         for key in ('img_path', 'img_path2'))
+        if first.shape != second.shape:
+            raise ValueError(f'the two dates differ in size: {results["img_path"]} is {first.shape[:2]}, '
+                             f'{results["img_path2"]} is {second.shape[:2]}')
+        results['img'] = np.concatenate([first, second], axis=2)  # 2 x (H, W, 3) -> (H, W, 6)
+        results['img_shape'] = results['ori_shape'] = results['img'].shape[:2]
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(imdecode_backend={self.imdecode_backend!r})'
+
+
+@TRANSFORMS.register_module()
+class LoadChangeLabel(BaseTransform):
+    """Read ``seg_map_path`` as grayscale (RGB / palette pngs are converted) into ``gt_seg_map``: value >= threshold
+    -> 1 (changed), else 0; then ``label_map`` if the dataset set one. Appends 'gt_seg_map' to ``seg_fields``.
+
+    Args:
+        threshold: smallest grey value that means "changed" (LEVIR-CD masks are 0 / 255).
+        imdecode_backend: ``mmcv.imfrombytes`` backend. backend_args: ``mmengine.fileio`` backend arguments.
+    """
+
+    def __init__(self, threshold=128, imdecode_backend='cv2', backend_args=None):
+        if not 0 < threshold <= 255:
+            raise ValueError(f'LoadChangeLabel threshold must be in 1..255, got {threshold}')
+        self.threshold = threshold
+        self.imdecode_backend = imdecode_backend
+        self.backend_args = backend_args
+
+    def transform(self, results):
+        path = results['seg_map_path']
+        grey = _read(path, 'grayscale', self.imdecode_backend, self.backend_args)  # (H, W)
+        if 'img_shape' in results and grey.shape != tuple(results['img_shape']):
+            raise ValueError(f'label {path} is {grey.shape}, its image {results.get("img_path")} is '
+                             f'{tuple(results["img_shape"])}')
+        label = (grey >= self.threshold).astype(np.uint8)
+        if results.get('label_map'):
+            mapped = label.copy()
+            for old, new in results['label_map'].items():
+                mapped[label == old] = new
+            label = mapped
+        results['gt_seg_map'] = label
+        results.setdefault('seg_fields', [])
+        if 'gt_seg_map' not in results['seg_fields']:
+            results['seg_fields'].append('gt_seg_map')
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(threshold={self.threshold}, imdecode_backend={self.imdecode_backend!r})'
+
+
+@TRANSFORMS.register_module()
+class RandomRotate90(BaseTransform):
+    """With probability ``prob``, rotate ``img`` and every map in ``seg_fields`` by the same k x 90 degrees
+    (k uniform in 1..3, counter-clockwise as ``np.rot90``); updates ``img_shape`` (H and W swap for odd k)."""
+
+    def __init__(self, prob=0.5):
+        if not 0 <= prob <= 1:
+            raise ValueError(f'RandomRotate90 prob must be in [0, 1], got {prob}')
+        self.prob = prob
+
+    @cache_randomness
+    def _quarter_turns(self):
+        return int(np.random.randint(1, 4)) if np.random.rand() < self.prob else 0
+
+    def transform(self, results):
+        turns = self._quarter_turns()
+        if turns:
+            for key in ['img', *results.get('seg_fields', [])]:
+                results[key] = np.ascontiguousarray(np.rot90(results[key], turns))  # rotates axes (0, 1)
+            results['img_shape'] = results['img'].shape[:2]
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(prob={self.prob})'
