@@ -168,12 +168,15 @@ class VMamba(FrozenStagesMixin, BaseModule):
 # ---------------------------------------------------------------------------------------------------------------
 # official checkpoint -> ours
 
-# older official names -> current official names
+# older official names -> current official names (inside blocks; elsewhere)
+LEGACY_BLOCK_NAMES = [
+    (r'\.ln_1\.', '.norm.'),
+    (r'\.self_attention\.', '.op.'),
+]
 LEGACY_NAMES = [
     (r'^patch_embed\.proj\.', 'patch_embed.0.'),
     (r'^patch_embed\.norm\.', 'patch_embed.2.'),
-    (r'\.ln_1\.', '.norm.'),
-    (r'\.self_attention\.', '.op.'),
+    *LEGACY_BLOCK_NAMES,
     (r'^norm\.', 'classifier.norm.'),
     (r'^head\.', 'classifier.head.'),
 ]

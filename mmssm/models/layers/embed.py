@@ -3,6 +3,7 @@
 Patch embed ``v1``: Conv4x4 s4 -> LN.  ``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
 Downsample ``v1``: Swin PatchMerging (2x2 neighbours concatenated -> LN(4C) -> Linear 4C -> C_out).
 ``v2``: Conv2x2 s2 -> LN.  ``v3``: Conv3x3 s2 p1 -> LN.
+Upsample (U-Net decoders): patch expanding, the inverse of patch merging (Linear C -> s*C, s x s pixel shuffle, LN).
 """
 from functools import partial
 
@@ -56,6 +57,29 @@ class PatchMerging2d(nn.Module):
         x = torch.cat([x[..., 0::2, 0::2], x[..., 1::2, 0::2], x[..., 0::2, 1::2], x[..., 1::2, 1::2]],
                       dim=1)  # (batch, 4C, H/2, W/2)
         return self.reduction(self.norm(x))
+
+
+class PatchExpand2d(nn.Module):
+    """Patch expanding (Swin-Unet, VM-UNet): (batch, C, H, W) -> (batch, C / scale, scale * H, scale * W).
+
+    Linear C -> scale * C (no bias), whose output channels are ordered (row offset, column offset, channel) as in
+    the official ``rearrange('b h w (p1 p2 c) -> b (h p1) (w p2) c')``, then LayerNorm(C / scale).
+    """
+
+    def __init__(self, in_channels, scale=2):
+        super().__init__()
+        if in_channels % scale:
+            raise ValueError(f'PatchExpand2d: {in_channels} channels do not split into {scale} x {scale} pixels')
+        self.scale = scale
+        self.expand = Linear2d(in_channels, scale * in_channels, bias=False)
+        self.norm = LayerNorm2d(in_channels // scale)
+
+    def forward(self, x):
+        batch, channels, height, width = x.shape
+        s = self.scale
+        x = self.expand(x).reshape(batch, s, s, channels // s, height, width)  # (B, p1, p2, c, H, W)
+        x = x.permute(0, 3, 4, 1, 5, 2)  # (B, c, H, p1, W, p2)
+        return self.norm(x.reshape(batch, channels // s, height * s, width * s))
 
 
 class ConvDownsample(nn.Module):
