@@ -5,6 +5,10 @@ VSSM with layers / layers_up, PatchMerging2D, PatchExpand2D, Final_PatchExpand2D
 plain torch ops in float64, on random state dicts with the official key names and shapes; the v0 blocks are
 test_vmamba's.
 """
+import runpy
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -167,3 +171,23 @@ def test_arch_errors_and_input_checks():
     with pytest.raises(ValueError, match=r'multiples of 32.*got \(1, 3, 64, 48\)'):
         VMUNet(TINY)(torch.randn(1, 3, 64, 48))
     assert isinstance(VMUNet(TINY).encoder, VMamba)
+
+
+def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
+    tool = Path(__file__).resolve().parents[1] / 'tools/model_converters/vmunet2mmssm.py'
+    official = as_released({k: torch.zeros(v.shape) for k, v in
+                            official_vmunet_state_dict(VMUNet.arch_zoo['vm-unet'], device='meta').items()})
+    src, dst = tmp_path / 'best.pth', tmp_path / 'converted.pth'
+    torch.save({'model_state_dict': official, 'epoch': 300}, src)
+    argv, sys.argv = sys.argv, [str(tool), str(src), str(dst)]
+    try:
+        runpy.run_path(str(tool), run_name='__main__')
+        state_dict = torch.load(dst, map_location='cpu')['state_dict']
+        assert {k.split('.')[0] for k in state_dict} == {'backbone', 'decode_head'}
+        load_state_dict_checked(build_segmentor(VMUNet.arch_zoo['vm-unet']), state_dict)
+        del official['vmunet.layers_up.1.upsample.norm.bias']
+        torch.save({'model_state_dict': official}, src)
+        with pytest.raises(SystemExit, match=r'decoder\.1\.upsample\.norm\.bias'):
+            runpy.run_path(str(tool), run_name='__main__')
+    finally:
+        sys.argv = argv

@@ -101,7 +101,8 @@ def load_pretrained(module, checkpoint, prefix=None, convert=None, map_location=
     return load_state_dict_checked(module, state_dict, allow_missing=allow_missing, source=str(checkpoint))
 
 
-def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None, argv=None, build_parts=None):
+def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None, argv=None, build_parts=None,
+                           default_arch='tiny'):
     """The body of ``tools/model_converters/<family>2mmssm.py SRC DST [--arch A]``.
 
     Reads an official checkpoint (``model`` entry or a bare state dict) through the compat loader, converts it to an
@@ -120,7 +121,8 @@ def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('src', help='official checkpoint (with a "model" entry, or a bare state dict)')
     parser.add_argument('dst', help='where to write the mmpretrain checkpoint')
-    parser.add_argument('--arch', default='tiny', help=f'arch to check against: {sorted(backbone_cls.arch_zoo)}')
+    parser.add_argument('--arch', default=default_arch,
+                        help=f'arch to check against: {sorted(backbone_cls.arch_zoo)}')
     args = parser.parse_args(argv)
     state_dict = convert(extract_state_dict(load_checkpoint_file(args.src, map_location='cpu')))
     backbone = backbone_cls(args.arch, **(build_kwargs or {}))
