@@ -11,7 +11,7 @@ from mmengine.evaluator import Evaluator
 from mmengine.registry import DATASETS, DefaultScope
 from PIL import Image
 
-from mmssm.datasets import LEVIRCDDataset, LoadChangeLabel, LoadImagePairFromFile, RandomRotate90
+from mmssm.datasets import LEVIRCDDataset, LoadBinaryLabel, LoadImagePairFromFile, RandomRotate90
 from mmssm.evaluation import ChangeDetectionMetric
 from mmssm.testing import make_levir_cd
 
@@ -39,7 +39,7 @@ def levir_copy(levir, tmp_path):
 
 
 def _load(info):
-    return LoadChangeLabel()(LoadImagePairFromFile()(dict(info)))
+    return LoadBinaryLabel()(LoadImagePairFromFile()(dict(info)))
 
 
 # --- dataset -------------------------------------------------------------------------------------------------------
@@ -101,14 +101,14 @@ def test_rgb_label_is_read_as_grey_and_sizes_are_checked(tmp_path):
     grey = np.zeros((6, 8), np.uint8)
     grey[1:3, 2:7] = 255
     Image.fromarray(np.repeat(grey[..., None], 3, axis=2)).save(tmp_path / 'rgb.png')  # (H, W) -> (H, W, 3)
-    results = LoadChangeLabel()(dict(seg_map_path=str(tmp_path / 'rgb.png')))
+    results = LoadBinaryLabel()(dict(seg_map_path=str(tmp_path / 'rgb.png')))
     assert np.array_equal(results['gt_seg_map'], grey // 255)
     Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / 'a.png')
     Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(tmp_path / 'b.png')
     with pytest.raises(ValueError, match='b.png'):
         LoadImagePairFromFile()(dict(img_path=str(tmp_path / 'a.png'), img_path2=str(tmp_path / 'b.png')))
     with pytest.raises(ValueError, match='rgb.png'):
-        LoadChangeLabel()(dict(seg_map_path=str(tmp_path / 'rgb.png'), img_shape=(6, 9)))
+        LoadBinaryLabel()(dict(seg_map_path=str(tmp_path / 'rgb.png'), img_shape=(6, 9)))
 
 
 # --- rotation ------------------------------------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_random_rotate90_turns_image_and_label_together():
 
 def _mmseg_pipeline(*transforms):
     with DefaultScope.overwrite_default_scope('mmseg'):
-        return Compose([dict(type='mmssm.LoadImagePairFromFile'), dict(type='mmssm.LoadChangeLabel'), *transforms,
+        return Compose([dict(type='mmssm.LoadImagePairFromFile'), dict(type='mmssm.LoadBinaryLabel'), *transforms,
                         dict(type='PackSegInputs')])
 
 
@@ -166,7 +166,7 @@ def test_mmseg_flip_moves_both_dates_and_the_label(levir, direction):
 def test_mambacd_augmentation_keeps_the_dates_aligned_with_the_label(levir):
     """Crop, flips and rotation on the tiny pairs, whose label is exactly where the two dates differ."""
     crop = SIZE * 3 // 4
-    pipeline = [dict(type='mmssm.LoadImagePairFromFile'), dict(type='mmssm.LoadChangeLabel'),
+    pipeline = [dict(type='mmssm.LoadImagePairFromFile'), dict(type='mmssm.LoadBinaryLabel'),
                 dict(type='RandomCrop', crop_size=(crop, crop), cat_max_ratio=0.75),
                 dict(type='RandomFlip', prob=0.5, direction='horizontal'),
                 dict(type='RandomFlip', prob=0.5, direction='vertical'),

@@ -28,6 +28,8 @@ CONFIGS = sorted(path for path in CONFIG_DIR.rglob('*.py') if '_base_' not in pa
 # backbone type -> (overrides that make it tiny, channels of its outputs at strides 4 / 8 / 16 / 32)
 TINY_BACKBONES = {
     'mmssm.VMamba': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), ssm_ratio=1.0)), (16, 32, 64, 128)),
+    'mmssm.VMUNet': (dict(arch=dict(embed_dims=64, depths=(1, 1, 1, 1), decoder_depths=(1, 1, 1, 1), d_state=4)),
+                     (16, )),  # one output: the decoder's, C/4 channels at full resolution
     'mmssm.Vim': (dict(arch=dict(embed_dims=16, num_layers=4)), (16, 16, 16, 16)),
     'mmssm.SpatialMamba': (dict(arch=dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1))), (16, 32, 64, 128)),
     'mmssm.GroupMamba': (dict(arch=dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2),
@@ -59,6 +61,7 @@ EXPECTED_METRICS = {
     'CocoMetric': ('coco/bbox_mAP', 'coco/segm_mAP'),
     'IoUMetric': ('mIoU', ),
     'ChangeDetectionMetric': ('precision', 'recall', 'F1', 'IoU', 'OA', 'kappa'),
+    'ISICMetric': ('Acc', 'Sensitivity', 'Specificity', 'DSC', 'mIoU'),
 }
 SIGNED_METRICS = {'kappa'}  # metrics in percent that range over [-100, 100]
 
@@ -94,7 +97,8 @@ def _shrink(cfg, data_dir, work_dir):
         cfg.model.teacher = dict(model=dict(TINY_TEACHER, head=dict(TINY_TEACHER['head'],
                                                                     num_classes=cfg.model.head.num_classes)))
     set_model_channels(cfg.model, channels)
-    cfg.merge_from_dict(dict(model=TINY_HEADS.get(cfg.model.type, {})))
+    heads = TINY_HEADS.get(cfg.model.type, {})
+    cfg.merge_from_dict(dict(model={k: v for k, v in heads.items() if cfg.model.get(k)}))  # the heads it has
     redirect_to_tiny_data(cfg, data_dir, TINY_IN_MEMORY)
     make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope])
 

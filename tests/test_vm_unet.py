@@ -191,3 +191,26 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
             runpy.run_path(str(tool), run_name='__main__')
     finally:
         sys.argv = argv
+
+
+def test_config_loss_is_the_official_bce_plus_dice():
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+
+    from mmssm.apis import load_config
+    config = Path(__file__).resolve().parents[1] / 'configs/vm_unet/vm-unet_1xb32-300e_isic2018-256x256.py'
+    head = MODELS.build(dict(load_config(str(config)).model.decode_head, type='mmseg.FCNHead', in_channels=4,
+                             channels=4))
+    logits = torch.randn(3, 1, 16, 16, dtype=torch.float64)
+    labels = torch.randint(0, 2, (3, 16, 16))
+    samples = [SegDataSample(gt_sem_seg=PixelData(data=label[None])) for label in labels]
+    losses = head.loss_by_feat(logits, samples)
+    # VM-UNet's BceDiceLoss on the sigmoid output: BCE over all pixels + 1 - per-image Dice (smooth 1), batch mean
+    prob, target = logits.sigmoid().flatten(1), labels.flatten(1).double()
+    dice = (2 * (prob * target).sum(1) + 1) / (prob.sum(1) + target.sum(1) + 1)
+    official = F.binary_cross_entropy(prob, target) + 1 - dice.mean()
+    assert set(losses) == {'loss_ce', 'loss_dice', 'acc_seg'}
+    assert_close(losses['loss_ce'] + losses['loss_dice'], official, torch.float32, name='BCE + Dice')  # mmseg: fp32 labels
+    # mmseg's own DiceLoss scores a one-channel output against the background: not VM-UNet's loss
+    mmseg_dice = MODELS.build(dict(type='mmseg.DiceLoss', use_sigmoid=True, naive_dice=True, eps=1.0))
+    assert not torch.allclose(mmseg_dice(logits, labels), losses['loss_dice'])

@@ -37,7 +37,7 @@ dataset_type = 'mmssm.LEVIRCDDataset'
 data_root = 'data/LEVIR-CD'
 train_pipeline = [
     dict(type='mmssm.LoadImagePairFromFile'),
-    dict(type='mmssm.LoadChangeLabel'),
+    dict(type='mmssm.LoadBinaryLabel'),
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='RandomFlip', prob=0.5, direction='vertical'),
@@ -46,7 +46,7 @@ train_pipeline = [
 ]
 test_pipeline = [
     dict(type='mmssm.LoadImagePairFromFile'),
-    dict(type='mmssm.LoadChangeLabel'),
+    dict(type='mmssm.LoadBinaryLabel'),
     dict(type='PackSegInputs'),
 ]
 

@@ -7,7 +7,7 @@ Layout (one folder per split, the same file name in all three sub-folders)::
     data_root/train/label/<name>.png  0/255 change mask (255 = changed)
 
 ``data_prefix=dict(img_path='train/A', img_path2='train/B', seg_map_path='train/label')`` picks a split. Each item
-carries ``img_path``, ``img_path2`` and ``seg_map_path``; ``LoadImagePairFromFile`` and ``LoadChangeLabel``
+carries ``img_path``, ``img_path2`` and ``seg_map_path``; ``LoadImagePairFromFile`` and ``LoadBinaryLabel``
 (``mmssm.datasets.transforms``) turn them into a 6-channel image and a 0/1 label.
 """
 import os.path as osp

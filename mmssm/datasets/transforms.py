@@ -1,8 +1,12 @@
-"""Transforms for change detection, registered in ``mmssm.registry.TRANSFORMS``.
+"""Transforms for change detection and binary segmentation, registered in ``mmssm.registry.TRANSFORMS``.
 
-The two dates travel as ONE 6-channel image, ``results['img']`` (H, W, 6) uint8, RGB of date 1 then RGB of date 2,
-so mmseg's geometric transforms (``RandomCrop``, ``RandomFlip``, ``Resize``, ...) move both dates and every map in
-``results['seg_fields']`` together. The images are RGB already: set ``bgr_to_rgb=False`` in the data preprocessor.
+Binary masks (LEVIR-CD change maps, ISIC lesion masks; 0 / 255 pngs) load with ``LoadBinaryLabel``; VM-UNet's input
+scaling is ``MinMaxStretch`` and its evaluation at the resized size ``ResizedAsOriginal``.
+
+For change detection the two dates travel as ONE 6-channel image, ``results['img']`` (H, W, 6) uint8, RGB of date 1
+then RGB of date 2, so mmseg's geometric transforms (``RandomCrop``, ``RandomFlip``, ``Resize``, ...) move both dates
+and every map in ``results['seg_fields']`` together. The images are RGB already: set ``bgr_to_rgb=False`` in the data
+preprocessor.
 """
 import mmcv
 import numpy as np
@@ -49,18 +53,24 @@ class LoadImagePairFromFile(BaseTransform):
 
 
 @TRANSFORMS.register_module()
-class LoadChangeLabel(BaseTransform):
+class LoadBinaryLabel(BaseTransform):
     """Read ``seg_map_path`` as grayscale (RGB / palette pngs are converted) into ``gt_seg_map``: value >= threshold
-    -> 1 (changed), else 0; then ``label_map`` if the dataset set one. Appends 'gt_seg_map' to ``seg_fields``.
+    -> 1 (foreground: "changed" in change detection, "lesion" in ISIC), else 0; then ``label_map`` if the dataset set
+    one. Appends 'gt_seg_map' to ``seg_fields``.
+
+    The label must have the size of its image file: ``ori_shape`` (set by the image loader), or ``img_shape`` when
+    there is no ``ori_shape``; a mismatch is a ValueError naming both files. Loading the label after a ``Resize``
+    (mmseg's test pipelines) is therefore fine.
 
     Args:
-        threshold: smallest grey value that means "changed" (LEVIR-CD masks are 0 / 255).
+        threshold: smallest grey value that means foreground (LEVIR-CD and ISIC masks are 0 / 255; 128 is the 0.5 of
+            VM-UNet's ``mask / 255 >= 0.5``).
         imdecode_backend: ``mmcv.imfrombytes`` backend. backend_args: ``mmengine.fileio`` backend arguments.
     """
 
     def __init__(self, threshold=128, imdecode_backend='cv2', backend_args=None):
         if not 0 < threshold <= 255:
-            raise ValueError(f'LoadChangeLabel threshold must be in 1..255, got {threshold}')
+            raise ValueError(f'LoadBinaryLabel threshold must be in 1..255, got {threshold}')
         self.threshold = threshold
         self.imdecode_backend = imdecode_backend
         self.backend_args = backend_args
@@ -68,9 +78,10 @@ class LoadChangeLabel(BaseTransform):
     def transform(self, results):
         path = results['seg_map_path']
         grey = _read(path, 'grayscale', self.imdecode_backend, self.backend_args)  # (H, W)
-        if 'img_shape' in results and grey.shape != tuple(results['img_shape']):
+        image_shape = results.get('ori_shape', results.get('img_shape'))
+        if image_shape is not None and grey.shape != tuple(image_shape):
             raise ValueError(f'label {path} is {grey.shape}, its image {results.get("img_path")} is '
-                             f'{tuple(results["img_shape"])}')
+                             f'{tuple(image_shape)}')
         label = (grey >= self.threshold).astype(np.uint8)
         if results.get('label_map'):
             mapped = label.copy()
@@ -85,6 +96,44 @@ class LoadChangeLabel(BaseTransform):
 
     def __repr__(self):
         return f'{self.__class__.__name__}(threshold={self.threshold}, imdecode_backend={self.imdecode_backend!r})'
+
+
+@TRANSFORMS.register_module()
+class MinMaxStretch(BaseTransform):
+    """``img`` -> float32 ``(img - min) / (max - min) * 255``, min and max over ALL pixels and channels of the image.
+
+    VM-UNet's input preprocessing (``myNormalize``): the official code first normalises with ONE scalar mean and std
+    per dataset, ``(img - mean) / std``, then stretches the result to [0, 255] like this; a scalar affine map with
+    std > 0 cancels in the stretch, so this transform alone gives the official network input (computed in float64,
+    stored as float32). Use it with a data preprocessor of mean 0 and std 1. A constant image (max == min; the
+    official code divides by zero there) becomes all zeros. Channel order does not matter (one min and max for all).
+    """
+
+    def transform(self, results):
+        image = np.asarray(results['img'], dtype=np.float64)
+        low, high = image.min(), image.max()
+        if high > low:
+            stretched = (image - low) / (high - low) * 255
+        else:
+            stretched = np.zeros_like(image)
+        results['img'] = stretched.astype(np.float32)
+        return results
+
+
+@TRANSFORMS.register_module()
+class ResizedAsOriginal(BaseTransform):
+    """Set ``ori_shape`` to the current ``img_shape``, so that mmseg returns predictions at the CURRENT size and the
+    metric compares them with the label as resized here, not at the size of the file.
+
+    VM-UNet evaluates at the network resolution: image and mask are both resized to 256x256 and the pooled
+    confusion matrix counts those 256x256 pixels (every test image weighs the same). mmseg instead resizes the
+    prediction back to ``ori_shape``. Put this after the ``Resize`` and after ``LoadBinaryLabel`` (so the label is
+    resized too) in the test pipeline to follow VM-UNet; predictions then come out at the resized size.
+    """
+
+    def transform(self, results):
+        results['ori_shape'] = tuple(results['img_shape'])
+        return results
 
 
 @TRANSFORMS.register_module()

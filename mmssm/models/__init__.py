@@ -8,6 +8,7 @@ import importlib.util
 
 from . import backbones  # noqa: F401
 from . import classifiers  # noqa: F401
+from . import losses  # noqa: F401
 
 if importlib.util.find_spec('mmseg') is not None:
     from . import decode_heads, segmentors  # noqa: F401

@@ -85,8 +85,8 @@ def _as_list(value):
 def set_model_channels(model, channels):
     """Wire a backbone with per-stage output ``channels`` into the neck / heads of a classifier, a two-stage
     detector (FPN) or an encoder-decoder segmentor, in place."""
-    if 'decode_head' in model:
-        model.decode_head.in_channels = list(channels)
+    if 'decode_head' in model:  # a list for multi-level heads, an int after a one-output (U-Net) backbone
+        model.decode_head.in_channels = list(channels) if len(channels) > 1 else channels[0]
         if model.get('auxiliary_head'):
             model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
     elif model.get('neck') and 'in_channels' in model.neck:

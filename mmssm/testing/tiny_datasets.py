@@ -1,4 +1,5 @@
-"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K and LEVIR-CD, for end-to-end tests of configs.
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD and ISIC, for end-to-end tests of
+configs.
 
 Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
 exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
@@ -10,6 +11,7 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_coco`` | ``{train,val}2017/*.jpg``, ``annotations/instances_{train,val}2017.json`` (polygons) | mmdet ``CocoDataset`` |
 | ``make_ade20k`` | ``images/{training,validation}/*.jpg``, ``annotations/{training,validation}/*.png`` | mmseg ``ADE20KDataset`` |
 | ``make_levir_cd`` | ``{train,val,test}/{A,B,label}/*.png`` (label 0 / 255 = changed) | ``mmssm.LEVIRCDDataset`` |
+| ``make_isic`` | ``{train,val}/{images,masks}/*.png`` (mask ``<id>_segmentation.png``, 0 / 255) | ``mmssm.ISICDataset`` |
 
 ``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
 """
@@ -42,6 +44,9 @@ COCO_CATEGORIES = tuple({'id': i, 'name': n} for i, n in zip(COCO_IDS, COCO_NAME
 # kind k is label k + 2 (building, sky, floor, tree).
 ADE20K_BACKGROUND = 1
 ADE20K_FIRST_SHAPE = 2
+
+# shapes per ISIC picture (their union is the lesion)
+ISIC_MAX_SHAPES = 3
 
 _SPLIT_SEEDS = {'train': 0, 'val': 1, 'test': 2}
 
@@ -150,11 +155,31 @@ def make_levir_cd(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
     return str(root)
 
 
+def make_isic(root, num_train=4, num_val=2, size=64, seed=0):
+    """ISIC 2017 / 2018 in VM-UNet's layout: ``{split}/images/ISIC_<id>.png`` (RGB) and
+    ``{split}/masks/ISIC_<id>_segmentation.png`` (single-channel 0 / 255; the names differ from the image names as in
+    the ISIC releases, so only the sorted position pairs them). The "lesion" is the union of a scene's 1-3 shapes.
+    Ids run on across the splits (train first), as ISIC ids are unique.
+    """
+    root = Path(root)
+    first_id = 0
+    for split, count in (('train', num_train), ('val', num_val)):
+        for index in range(count):
+            image, _, kind_map = _scene(seed, split, index, size, ISIC_MAX_SHAPES)
+            stem = f'ISIC_{first_id + index:07d}'
+            _save_png(image, root / split / 'images' / f'{stem}.png')
+            mask = np.where(kind_map >= 0, 255, 0).astype(np.uint8)  # union of the shapes
+            _save_png(mask, root / split / 'masks' / f'{stem}_segmentation.png')
+        first_id += count
+    return str(root)
+
+
 TINY_DATASETS = {
     'ImageNet': make_imagenet,
     'CocoDataset': make_coco,
     'ADE20KDataset': make_ade20k,
     'LEVIRCDDataset': make_levir_cd,
+    'ISICDataset': make_isic,
 }
 
 
