@@ -82,11 +82,9 @@ class VMUNet(BaseModule):
         if x.dim() != 4 or x.shape[1] != self.encoder.in_channels or x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f'VMUNet expects (batch, {self.encoder.in_channels}, H, W) images with H and W '
                              f'multiples of 32 (skips meet the upsampled maps), got {tuple(x.shape)}')
-        x = self.encoder.patch_embed(x)  # (batch, C0, H/4, W/4)
-        skips = []
-        for stage in self.encoder.stages:
-            skips.append(x)  # the stage's input
-            x = stage.downsample(stage.blocks(x))  # no downsample after the last stage
+        maps = self.encoder.stage_maps(x)
+        skips = [stage_input for stage_input, _ in maps]  # the patch embed output, then each downsample's
+        x = maps[-1][1]  # the last stage's output
         for i, stage in enumerate(self.decoder):
             x = stage(x if i == 0 else x + skips[-i])  # (batch, C_{3-i}, H_{3-i}, W_{3-i})
         return (self.final_expand(x),)  # (batch, C0/4, H, W)

@@ -113,16 +113,21 @@ class VMamba(FrozenStagesMixin, BaseModule):
         return dict(V2_RELEASE, **arch)
 
     def forward(self, x):
+        maps = self.stage_maps(x)
+        # NCHW memory for downstream heads
+        return tuple(getattr(self, f'norm{i}')(maps[i][1]).contiguous() for i in self.out_indices)
+
+    def stage_maps(self, x):
+        """(input, output) of every stage, without output norms: (batch, C_i, H_i, W_i) maps for U-Net decoders."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'VMamba expects (batch, {self.in_channels}, H, W) images, got {tuple(x.shape)}')
         x = self.patch_embed(x)  # (batch, C0, H/4, W/4)
-        outs = []
-        for i, stage in enumerate(self.stages):
-            x = stage.blocks(x)  # (batch, C_i, H_i, W_i)
-            if i in self.out_indices:
-                outs.append(getattr(self, f'norm{i}')(x).contiguous())  # NCHW memory for downstream heads
-            x = stage.downsample(x)  # (batch, C_{i+1}, H_i/2, W_i/2)
-        return tuple(outs)
+        maps = []
+        for stage in self.stages:
+            out = stage.blocks(x)  # (batch, C_i, H_i, W_i)
+            maps.append((x, out))
+            x = stage.downsample(out)  # (batch, C_{i+1}, H_i/2, W_i/2)
+        return maps
 
     def _freeze_stages(self):
         frozen = [self.patch_embed] if self.frozen_stages >= 0 else []
