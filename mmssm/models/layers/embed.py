@@ -3,7 +3,8 @@
 Patch embed ``v1``: Conv4x4 s4 -> LN.  ``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
 Downsample ``v1``: Swin PatchMerging (2x2 neighbours concatenated -> LN(4C) -> Linear 4C -> C_out).
 ``v2``: Conv2x2 s2 -> LN.  ``v3``: Conv3x3 s2 p1 -> LN.
-Upsample (U-Net decoders): patch expanding, the inverse of patch merging (Linear C -> s*C, s x s pixel shuffle, LN).
+Upsample (U-Net decoders): patch expanding, the inverse of patch merging (Linear C -> s*C, s x s pixel shuffle, LN),
+and MSVM-UNet's large-kernel variant (1x1 conv + BN + ReLU + depthwise 3x3 conv before the shuffle).
 """
 from functools import partial
 
@@ -59,11 +60,19 @@ class PatchMerging2d(nn.Module):
         return self.reduction(self.norm(x))
 
 
+def patch_shuffle(x, scale):
+    """(batch, scale**2 * c, H, W) -> (batch, c, scale * H, scale * W), the channels ordered (row offset, column
+    offset, channel) as the official ``rearrange('b h w (p1 p2 c) -> b (h p1) (w p2) c')`` (not pixel_shuffle's)."""
+    batch, channels, height, width = x.shape
+    x = x.reshape(batch, scale, scale, channels // scale ** 2, height, width)  # (B, p1, p2, c, H, W)
+    x = x.permute(0, 3, 4, 1, 5, 2)  # (B, c, H, p1, W, p2)
+    return x.reshape(batch, channels // scale ** 2, height * scale, width * scale)
+
+
 class PatchExpand2d(nn.Module):
     """Patch expanding (Swin-Unet, VM-UNet): (batch, C, H, W) -> (batch, C / scale, scale * H, scale * W).
 
-    Linear C -> scale * C (no bias), whose output channels are ordered (row offset, column offset, channel) as in
-    the official ``rearrange('b h w (p1 p2 c) -> b (h p1) (w p2) c')``, then LayerNorm(C / scale).
+    Linear C -> scale * C (no bias), :func:`patch_shuffle`, LayerNorm(C / scale).
     """
 
     def __init__(self, in_channels, scale=2):
@@ -75,11 +84,26 @@ class PatchExpand2d(nn.Module):
         self.norm = LayerNorm2d(in_channels // scale)
 
     def forward(self, x):
-        batch, channels, height, width = x.shape
-        s = self.scale
-        x = self.expand(x).reshape(batch, s, s, channels // s, height, width)  # (B, p1, p2, c, H, W)
-        x = x.permute(0, 3, 4, 1, 5, 2)  # (B, c, H, p1, W, p2)
-        return self.norm(x.reshape(batch, channels // s, height * s, width * s))
+        return self.norm(patch_shuffle(self.expand(x), self.scale))
+
+
+class LargeKernelPatchExpand(nn.Module):
+    """MSVM-UNet's (final) large-kernel patch expanding: (batch, C, H, W) -> (batch, out, scale * H, scale * W).
+
+    1x1 conv C -> scale**2 * out + BN + ReLU + depthwise 3x3 conv (both convs with bias), :func:`patch_shuffle`,
+    LayerNorm(out). The decoder's LKPE is scale 2 with out = C / 2, the final FLKPE scale 4 with out = C.
+    """
+
+    def __init__(self, in_channels, out_channels, scale):
+        super().__init__()
+        expanded = scale ** 2 * out_channels
+        self.scale = scale
+        self.expand = nn.Sequential(nn.Conv2d(in_channels, expanded, 1), nn.BatchNorm2d(expanded), nn.ReLU(),
+                                    nn.Conv2d(expanded, expanded, 3, padding=1, groups=expanded))
+        self.norm = LayerNorm2d(out_channels)
+
+    def forward(self, x):
+        return self.norm(patch_shuffle(self.expand(x), self.scale))
 
 
 class ConvDownsample(nn.Module):
