@@ -1,4 +1,4 @@
 """Losses beyond mmseg's."""
-from .binary_dice_loss import BinaryDiceLoss
+from .dice_loss import BinaryDiceLoss, ClassDiceLoss
 
-__all__ = ['BinaryDiceLoss']
+__all__ = ['BinaryDiceLoss', 'ClassDiceLoss']
