@@ -6,7 +6,9 @@ Compiles the forward (saving chunk states) and the backward at each model shape 
 with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
 and prints per kernel the registers per thread and local-memory bytes (spills) of the cubin (``cuobjdump
 -res-usage``), then counts of its SASS (``nvdisasm``; each loop body counted once): instructions, warp shuffles
-(``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``). Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
+(``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size and shuffles of the innermost loop: the per-state
+loop for N > 1 (divide by the elements a thread holds: instructions per element and state), the chunk loop at N = 1
+(N is a constant there), none when the sequence is one chunk. Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
 divisible by 16), pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older
 commit from ``git archive``) to compare. These are counts, not times: speed is measured on the device.
 """
@@ -19,6 +21,7 @@ import sys
 import tempfile
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
+MIN_LOOP = 10  # instructions: shorter backward branches are spin / exit loops, not loop bodies
 HALF_TENSORS = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'z_ptr', 'out_ptr', 'grad_out_ptr', 'grad_u_ptr',
                 'grad_delta_ptr', 'grad_z_ptr')
 
@@ -60,10 +63,22 @@ def cubin_counts(cubin):
                                text=True, check=True).stdout
         sass = subprocess.run([os.path.join(tools, 'nvdisasm'), '-c', path], capture_output=True, text=True,
                               check=True).stdout
-    opcodes = re.findall(r'/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)', sass)
+    opcodes, labels, loops = [], {}, []
+    for line in sass.splitlines():
+        label = re.match(r'\s*(\.L_x_\d+):', line)
+        if label:
+            labels[label.group(1)] = len(opcodes)
+        instruction = re.search(r'/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_.]*)(.*?);', line)
+        if instruction:
+            opcodes.append(instruction.group(1))
+            target = re.search(r'`\((\.L_x_\d+)\)', instruction.group(2))
+            if instruction.group(1) == 'BRA' and target and labels.get(target.group(1), len(opcodes)) < len(opcodes) - 1:
+                loops.append(opcodes[labels[target.group(1)]:])  # a backward branch closes a loop body
+    inner = min((body for body in loops if len(body) > MIN_LOOP), key=len, default=[])
     return dict(regs=int(re.search(r'REG:(\d+)', usage).group(1)), local=int(re.search(r'LOCAL:(\d+)', usage).group(1)),
                 sass=len(opcodes), shfl=sum(op.startswith('SHFL') for op in opcodes),
-                bar=sum(op.startswith('BAR') for op in opcodes), ex2=sum(op == 'MUFU.EX2' for op in opcodes))
+                bar=sum(op.startswith('BAR') for op in opcodes), ex2=sum(op == 'MUFU.EX2' for op in opcodes),
+                inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
 
 
 def main():
