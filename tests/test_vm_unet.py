@@ -194,13 +194,15 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
 
 
 def test_config_loss_is_the_official_bce_plus_dice():
+    from mmengine.registry import DefaultScope
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
     from mmssm.apis import load_config
     config = Path(__file__).resolve().parents[1] / 'configs/vm_unet/vm-unet_1xb32-300e_isic2018-256x256.py'
-    head = MODELS.build(dict(load_config(str(config)).model.decode_head, type='mmseg.FCNHead', in_channels=4,
-                             channels=4))
+    with DefaultScope.overwrite_default_scope('mmseg'):  # the config's scope: its loss types are mmseg's
+        head = MODELS.build(dict(load_config(str(config)).model.decode_head, type='mmseg.FCNHead', in_channels=4,
+                                 channels=4))
     logits = torch.randn(3, 1, 16, 16, dtype=torch.float64)
     labels = torch.randint(0, 2, (3, 16, 16))
     samples = [SegDataSample(gt_sem_seg=PixelData(data=label[None])) for label in labels]
