@@ -5,8 +5,6 @@ changedetection/models/MambaBCD.py and ChangeDecoder.py: STMambaBCD, ChangeDecod
 in float64, on a random state dict with the official key names and shapes; the encoder is test_vmamba's
 official Backbone_VSSM.
 """
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from mmssm.models.backbones.vmamba import VMamba
 from mmssm.models.decode_heads import ChangeMambaHead, convert_changemamba
 from mmssm.models.utils import load_state_dict_checked
 from mmssm.registry import MODELS
+from mmssm.testing.scripts import run_script
 
 CONVERTER = Path(__file__).resolve().parents[1] / 'tools/model_converters/changemamba2mmssm.py'
 TINY_ENCODER = dict(embed_dims=16, depths=(1, 1, 1, 1))  # the v2 release settings: d_state 1, ssm_ratio 2
@@ -144,21 +143,12 @@ def test_converter_rejects_unknown_keys():
         convert_changemamba({**official, 'encoder.mystery.weight': torch.zeros(1)})
 
 
-def run_converter_tool(*args):
-    argv = sys.argv
-    sys.argv = [str(CONVERTER), *map(str, args)]
-    try:
-        runpy.run_path(str(CONVERTER), run_name='__main__')
-    finally:
-        sys.argv = argv
-
-
 def test_converter_tool_checks_encoder_and_decoder(tmp_path):
     official = {k: torch.zeros(v.shape, dtype=v.dtype) for k, v in
                 official_mambabcd_state_dict('tiny-s2l4', 128, device='meta').items()}
     src, dst = tmp_path / 'MambaBCD_Tiny.pth', tmp_path / 'converted.pth'
     torch.save(official, src)  # the official training script saves the bare state dict
-    run_converter_tool(src, dst, '--arch', 'tiny-s2l4')
+    run_script(CONVERTER, src, dst, '--arch', 'tiny-s2l4')
     state_dict = torch.load(dst, map_location='cpu')['state_dict']
     assert {k.split('.')[0] for k in state_dict} == {'backbone', 'decode_head'}
     assert 'decode_head.conv_seg.weight' in state_dict and 'backbone.norm3.weight' in state_dict
@@ -166,7 +156,7 @@ def test_converter_tool_checks_encoder_and_decoder(tmp_path):
     del official['decoder.smooth_layer_2.bn1.running_var']
     torch.save(official, src)
     with pytest.raises(SystemExit, match=r'smooths\.1\.bn1\.running_var'):
-        run_converter_tool(src, dst, '--arch', 'tiny-s2l4')
+        run_script(CONVERTER, src, dst, '--arch', 'tiny-s2l4')
 
 
 def test_head_and_segmentor_reject_unpaired_inputs():

@@ -6,8 +6,6 @@ MS-MLP), FLKPE) with plain torch ops in float64, on a random state dict with the
 VMamba v2 pieces are test_vmamba's.
 """
 import re
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from mmssm.models.backbones.msvm_unet import MSVMUNet, convert_msvmunet
 from mmssm.models.backbones.vmamba import VMamba
 from mmssm.models.utils import load_state_dict_checked
 from mmssm.registry import MODELS
+from mmssm.testing.scripts import run_script
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1))  # VMamba v2 release settings: d_state 1, ssm_ratio 2
 DECODER_DEPTHS = (1, 2, 1)
@@ -194,13 +193,9 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
                 for k, v in official_msvmunet_state_dict(arch, (2, 2, 2), device='meta').items()}
     src, dst = tmp_path / 'epoch=299.ckpt', tmp_path / 'converted.pth'
     torch.save({'state_dict': official, 'epoch': 299}, src)
-    argv, sys.argv = sys.argv, [str(tool), str(src), str(dst)]
-    try:
-        runpy.run_path(str(tool), run_name='__main__')
-        load_state_dict_checked(build_segmentor(arch, (2, 2, 2)), torch.load(dst, map_location='cpu')['state_dict'])
-        del official['_model.decoder.layers.2.up.expand.1.running_var']
-        torch.save({'state_dict': official}, src)
-        with pytest.raises(SystemExit, match=r'decoder\.2\.up\.expand\.1\.running_var'):
-            runpy.run_path(str(tool), run_name='__main__')
-    finally:
-        sys.argv = argv
+    run_script(tool, src, dst)
+    load_state_dict_checked(build_segmentor(arch, (2, 2, 2)), torch.load(dst, map_location='cpu')['state_dict'])
+    del official['_model.decoder.layers.2.up.expand.1.running_var']
+    torch.save({'state_dict': official}, src)
+    with pytest.raises(SystemExit, match=r'decoder\.2\.up\.expand\.1\.running_var'):
+        run_script(tool, src, dst)

@@ -5,8 +5,6 @@ VSSM with layers / layers_up, PatchMerging2D, PatchExpand2D, Final_PatchExpand2D
 plain torch ops in float64, on random state dicts with the official key names and shapes; the v0 blocks are
 test_vmamba's.
 """
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from mmssm.models.backbones.vm_unet import VMUNet, convert_vmunet
 from mmssm.models.backbones.vmamba import V0_RELEASE, VMamba, convert_vmamba
 from mmssm.models.utils import CheckpointMismatchError, load_state_dict_checked
 from mmssm.registry import MODELS
+from mmssm.testing.scripts import run_script
 
 TINY = dict(embed_dims=16, depths=(1, 1, 2, 1), decoder_depths=(1, 2, 1, 1), d_state=4)
 
@@ -179,19 +178,14 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
                             official_vmunet_state_dict(VMUNet.arch_zoo['vm-unet'], device='meta').items()})
     src, dst = tmp_path / 'best.pth', tmp_path / 'converted.pth'
     torch.save({'model_state_dict': official, 'epoch': 300}, src)
-    argv, sys.argv = sys.argv, [str(tool), str(src), str(dst)]
-    try:
-        runpy.run_path(str(tool), run_name='__main__')
-        state_dict = torch.load(dst, map_location='cpu')['state_dict']
-        assert {k.split('.')[0] for k in state_dict} == {'backbone', 'decode_head'}
-        load_state_dict_checked(build_segmentor(VMUNet.arch_zoo['vm-unet']), state_dict)
-        del official['vmunet.layers_up.1.upsample.norm.bias']
-        torch.save({'model_state_dict': official}, src)
-        with pytest.raises(SystemExit, match=r'decoder\.1\.upsample\.norm\.bias'):
-            runpy.run_path(str(tool), run_name='__main__')
-    finally:
-        sys.argv = argv
-
+    run_script(tool, src, dst)
+    state_dict = torch.load(dst, map_location='cpu')['state_dict']
+    assert {k.split('.')[0] for k in state_dict} == {'backbone', 'decode_head'}
+    load_state_dict_checked(build_segmentor(VMUNet.arch_zoo['vm-unet']), state_dict)
+    del official['vmunet.layers_up.1.upsample.norm.bias']
+    torch.save({'model_state_dict': official}, src)
+    with pytest.raises(SystemExit, match=r'decoder\.1\.upsample\.norm\.bias'):
+        run_script(tool, src, dst)
 
 def test_config_loss_is_the_official_bce_plus_dice():
     from mmengine.registry import DefaultScope

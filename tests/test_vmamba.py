@@ -5,8 +5,6 @@ classification/models/vmamba.py: VSSM, SS2D forward types v0 and v05_noz, Backbo
 float64 and the naive scan reference, on a random state dict with the official key names and shapes.
 """
 import math
-import runpy
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from mmssm.models.backbones.vmamba import VMamba, backbone_state_dict, convert_v
 from mmssm.models.layers import ss2d as ss2d_module
 from mmssm.models.utils import CheckpointMismatchError, load_state_dict_checked
 from mmssm.testing.backbones import assert_checkpointing_keeps_gradients
+from mmssm.testing.scripts import run_script
 
 CONVERTER = Path(__file__).resolve().parents[1] / 'tools/model_converters/vmamba2mmssm.py'
 TINY_V2 = dict(embed_dims=24, depths=(1, 2, 1, 1), d_state=1, ssm_ratio=2.0)
@@ -251,12 +250,7 @@ def test_converter_accepts_legacy_names_and_conv_shaped_projections():
 
 def run_converter_tool(*args):
     """tools/model_converters/vmamba2mmssm.py run in this process (as ``python TOOL *args``)."""
-    argv = sys.argv
-    sys.argv = [str(CONVERTER), *map(str, args)]
-    try:
-        runpy.run_path(str(CONVERTER), run_name='__main__')
-    finally:
-        sys.argv = argv
+    run_script(CONVERTER, *args)
 
 
 def test_converter_tool_writes_an_mmpretrain_checkpoint(tmp_path):
