@@ -19,7 +19,7 @@ from ..layers.embed import LargeKernelPatchExpand
 from ..layers.linear2d import Linear2d
 from ..layers.vss_block import VSSBlock
 from ..utils.backbone import arch_from_zoo, init_linear_and_layernorm
-from ..utils.checkpoint import extract_state_dict, load_pretrained
+from ..utils.checkpoint import extract_state_dict, load_pretrained, rename_by_rules, rename_keys
 from .vmamba import BLOCK_PARTS, DOWNSAMPLE_PARTS, PATCH_EMBED_PARTS, VMamba, backbone_state_dict
 
 DECODER_BLOCK = dict(d_state=1, ssm_ratio=1.0, dt_rank='auto', conv_bias=False, gated=False, mlp_ratio=4.0,
@@ -125,11 +125,7 @@ def _rename_official_key(key):
          lambda m: f'backbone.final_expand.{LKPE_PARTS[m[1]]}.{m[2]}'),
         (r'^decoder\.out_layers\.0\.out\.(.*)$', lambda m: f'decode_head.conv_seg.{m[1]}'),
     ]
-    for pattern, rename in rules:
-        match = re.match(pattern, key)
-        if match:
-            return rename(match) or None
-    return None
+    return rename_by_rules(key, rules)
 
 
 def convert_msvmunet(official_state_dict):
@@ -138,13 +134,4 @@ def convert_msvmunet(official_state_dict):
     ``decode_head.conv_seg.*`` for the FCNHead. Unknown keys are an error."""
     state_dict = extract_state_dict(official_state_dict)
     state_dict = {re.sub(r'^_model\.', '', k): v for k, v in state_dict.items()}
-    converted, unknown = {}, []
-    for key, value in state_dict.items():
-        new_key = _rename_official_key(key)
-        if new_key is None:
-            unknown.append(key)
-        else:
-            converted[new_key] = value
-    if unknown:
-        raise ValueError(f'convert_msvmunet: {len(unknown)} keys are not official MSVM-UNet keys: {unknown[:20]}')
-    return converted
+    return rename_keys(state_dict, _rename_official_key, ('convert_msvmunet', 'MSVM-UNet'))

@@ -19,7 +19,7 @@ from mmssm.registry import MODELS
 from ..layers.embed import PatchExpand2d
 from ..layers.vss_block import VSSBlock
 from ..utils.backbone import arch_from_zoo, init_linear_and_layernorm
-from ..utils.checkpoint import extract_state_dict, load_state_dict_checked
+from ..utils.checkpoint import extract_state_dict, load_state_dict_checked, rename_by_rules, rename_keys
 from .vmamba import BLOCK_PARTS, LEGACY_BLOCK_NAMES, V0_RELEASE, VMamba, backbone_state_dict, convert_vmamba
 
 BLOCK_KEYS = ('d_state', 'ssm_ratio', 'dt_rank', 'conv_bias', 'gated', 'mlp_ratio')
@@ -143,11 +143,7 @@ def _rename_official_key(key):
         (r'^final_up\.(expand|norm)\.(.*)$', lambda m: f'backbone.final_expand.{m[1]}.{m[2]}'),
         (r'^final_conv\.(.*)$', lambda m: f'decode_head.conv_seg.{m[1]}'),
     ]
-    for pattern, rename in rules:
-        match = re.match(pattern, key)
-        if match:
-            return rename(match)
-    return None
+    return rename_by_rules(key, rules)
 
 
 def convert_vmunet(official_state_dict):
@@ -162,15 +158,5 @@ def convert_vmunet(official_state_dict):
         state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
     encoder = {k: v for k, v in state_dict.items() if k.startswith(('patch_embed.', 'layers.'))}
     converted = {'backbone.encoder.' + k[len('backbone.'):]: v for k, v in convert_vmamba(encoder).items()}
-    unknown = []
-    for key, value in state_dict.items():
-        if key in encoder:
-            continue
-        new_key = _rename_official_key(key)
-        if new_key is None:
-            unknown.append(key)
-            continue
-        converted[new_key] = value
-    if unknown:
-        raise ValueError(f'convert_vmunet: {len(unknown)} keys are not official VM-UNet keys: {unknown[:20]}')
-    return converted
+    rest = {k: v for k, v in state_dict.items() if k not in encoder}
+    return {**converted, **rename_keys(rest, _rename_official_key, ('convert_vmunet', 'VM-UNet'))}

@@ -16,7 +16,7 @@ from ..layers.embed import DOWNSAMPLES, PATCH_EMBEDS
 from ..layers.norm import LayerNorm2d
 from ..layers.vss_block import VSSBlock
 from ..utils.backbone import FrozenStagesMixin, arch_from_zoo, init_linear_and_layernorm
-from ..utils.checkpoint import load_pretrained, strip_prefix
+from ..utils.checkpoint import load_pretrained, rename_by_rules, rename_keys, strip_prefix
 
 # the released v2 models (forward_type v05_noz, channel-first LN2d) and Vanilla v0 (forward_type v0)
 V2_RELEASE = dict(d_state=1, ssm_ratio=2.0, dt_rank='auto', gated=False, conv_bias=False, mlp_ratio=4.0,
@@ -205,11 +205,7 @@ def _rename_official_key(key, last_stage):
         (r'^classifier\.norm\.(.*)$', lambda m: f'backbone.norm{last_stage}.{m[1]}'),
         (r'^classifier\.head\.(.*)$', lambda m: f'head.fc.{m[1]}'),
     ]
-    for pattern, rename in rules:
-        match = re.match(pattern, key)
-        if match:
-            return rename(match) or None
-    return None
+    return rename_by_rules(key, rules)
 
 
 def convert_vmamba(official_state_dict):
@@ -225,18 +221,13 @@ def convert_vmamba(official_state_dict):
         state_dict = {re.sub(pattern, replacement, k): v for k, v in state_dict.items()}
     stages = {int(m[1]) for m in (re.match(r'^layers\.(\d+)\.', k) for k in state_dict) if m}
     last_stage = max(stages, default=0)
-    converted, unknown = {}, []
-    for key, value in state_dict.items():
-        new_key = _rename_official_key(key, last_stage)
-        if new_key is None:
-            unknown.append(key)
-            continue
-        if POINTWISE_WEIGHTS.search(new_key) and value.dim() == 4:
-            value = value.flatten(1)  # (out, in, 1, 1) -> (out, in)
-        converted[new_key] = value
-    if unknown:
-        raise ValueError(f'convert_vmamba: {len(unknown)} keys are not official VMamba keys: {unknown[:20]}')
-    return converted
+    converted = rename_keys(state_dict, lambda key: _rename_official_key(key, last_stage), ('convert_vmamba', 'VMamba'))
+    return linear_shaped(converted)
+
+
+def linear_shaped(state_dict):
+    """Projection weights stored as 1x1 convs (out, in, 1, 1) -> Linear-shaped (out, in), the rest as it is."""
+    return {k: v.flatten(1) if POINTWISE_WEIGHTS.search(k) and v.dim() == 4 else v for k, v in state_dict.items()}
 
 
 def backbone_state_dict(state_dict):

@@ -9,7 +9,6 @@ upsampled, and smooths with a residual block. ``conv_seg`` classifies (the offic
 The siamese segmentor (:class:`mmssm.models.segmentors.SiameseEncoderDecoder`) runs the encoder once over both dates
 stacked along the batch, so every input map here is (2B, C_i, H_i, W_i): date 1 first, then date 2.
 """
-import re
 
 import torch
 import torch.nn as nn
@@ -20,7 +19,8 @@ from mmseg.models.decode_heads.decode_head import BaseDecodeHead
 
 from mmssm.registry import MODELS
 
-from ..backbones.vmamba import BLOCK_PARTS, POINTWISE_WEIGHTS, convert_vmamba
+from ..backbones.vmamba import BLOCK_PARTS, convert_vmamba, linear_shaped
+from ..utils.checkpoint import rename_by_rules, rename_keys
 from ..layers.vss_block import VSSBlock
 
 # the VSS blocks of the official decoder: VMamba v2 blocks of 128 channels with the encoder's SS2D settings
@@ -121,11 +121,8 @@ def _rename_decoder_key(key):
          lambda m: f'smooths.{int(m[1]) - 1}.{SMOOTH_PARTS[m[2]]}.{m[3]}'),
         (r'^main_clf\.(.*)$', lambda m: f'conv_seg.{m[1]}'),
     ]
-    for pattern, rename in rules:
-        match = re.match(pattern, key)
-        if match:
-            return 'decode_head.' + rename(match)
-    return None
+    new_key = rename_by_rules(key, rules)
+    return new_key and 'decode_head.' + new_key
 
 
 def convert_changemamba(official_state_dict):
@@ -134,18 +131,6 @@ def convert_changemamba(official_state_dict):
     for :class:`mmssm.VMamba`, ``decode_head.*`` for :class:`ChangeMambaHead`). Unknown keys are an error."""
     state_dict = official_state_dict.get('model', official_state_dict)
     encoder = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
-    converted = convert_vmamba(encoder)  # backbone.* only: the encoder has no classifier
-    unknown = []
-    for key, value in state_dict.items():
-        if key.startswith('encoder.'):
-            continue
-        new_key = _rename_decoder_key(key)
-        if new_key is None:
-            unknown.append(key)
-            continue
-        if POINTWISE_WEIGHTS.search(new_key) and value.dim() == 4:
-            value = value.flatten(1)  # a 1x1-conv-shaped projection (out, in, 1, 1) -> (out, in)
-        converted[new_key] = value
-    if unknown:
-        raise ValueError(f'convert_changemamba: {len(unknown)} keys are not official MambaBCD keys: {unknown[:20]}')
-    return converted
+    decoder = {k: v for k, v in state_dict.items() if not k.startswith('encoder.')}
+    converted = rename_keys(decoder, _rename_decoder_key, ('convert_changemamba', 'MambaBCD'))
+    return {**convert_vmamba(encoder), **linear_shaped(converted)}  # backbone.* (no classifier), decode_head.*

@@ -3,6 +3,7 @@
 mmengine's own ``Pretrained`` initialiser only logs missing/unexpected keys, so a wrong or half-converted checkpoint
 trains silently from random weights. Backbones call :func:`load_pretrained` from ``init_weights`` instead.
 """
+import re
 from fnmatch import fnmatchcase
 
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -76,6 +77,32 @@ def strip_prefix(state_dict, prefix, source=''):
         examples = ', '.join(list(state_dict)[:5])
         raise ValueError(f'checkpoint {source} has no key starting with {prefix!r} (first keys: {examples})')
     return stripped
+
+
+def rename_by_rules(key, rules):
+    """The new name of ``key`` from the first of ``rules`` ((regex, match -> new name or a falsy value)) whose regex
+    matches it; None when no rule matches or the matching rule declines."""
+    for pattern, rename in rules:
+        match = re.match(pattern, key)
+        if match:
+            return rename(match) or None
+    return None
+
+
+def rename_keys(state_dict, rename, what):
+    """{rename(key): value} for every key; a ValueError listing the keys ``rename`` maps to None (official
+    converters drop nothing silently). ``what``: (converter name, checkpoint family) for the message."""
+    converted, unknown = {}, []
+    for key, value in state_dict.items():
+        new_key = rename(key)
+        if new_key is None:
+            unknown.append(key)
+        else:
+            converted[new_key] = value
+    if unknown:
+        converter, family = what
+        raise ValueError(f'{converter}: {len(unknown)} keys are not official {family} keys: {unknown[:20]}')
+    return converted
 
 
 def load_pretrained(module, checkpoint, prefix=None, convert=None, map_location='cpu', allow_missing=()):
