@@ -30,6 +30,7 @@ TINY_BACKBONES = {
     'mmssm.VMamba': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), ssm_ratio=1.0)), (16, 32, 64, 128)),
     'mmssm.VMUNet': (dict(arch=dict(embed_dims=64, depths=(1, 1, 1, 1), decoder_depths=(1, 1, 1, 1), d_state=4)),
                      (16, )),  # one output: the decoder's, C/4 channels at full resolution
+    'mmssm.MSVMUNet': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1)), decoder_depths=(1, 1, 1)), (16, )),
     'mmssm.Vim': (dict(arch=dict(embed_dims=16, num_layers=4)), (16, 16, 16, 16)),
     'mmssm.SpatialMamba': (dict(arch=dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1))), (16, 32, 64, 128)),
     'mmssm.GroupMamba': (dict(arch=dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2),
@@ -62,8 +63,11 @@ EXPECTED_METRICS = {
     'IoUMetric': ('mIoU', ),
     'ChangeDetectionMetric': ('precision', 'recall', 'F1', 'IoU', 'OA', 'kappa'),
     'ISICMetric': ('Acc', 'Sensitivity', 'Specificity', 'DSC', 'mIoU'),
+    'SynapseMetric': ('mDice', 'mHD95'),
 }
-SIGNED_METRICS = {'kappa'}  # metrics in percent that range over [-100, 100]
+SIGNED_METRICS = {'kappa'}
+# backbone type -> the multiple its shrunk image sizes must be (U-Nets: skips meet maps upsampled from 1/32)
+SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32}  # metrics in percent that range over [-100, 100]
 
 # what decides whether two shrunk configs run the same way
 SIGNATURE_KEYS = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'train_cfg', 'optim_wrapper',
@@ -100,7 +104,7 @@ def _shrink(cfg, data_dir, work_dir):
     heads = TINY_HEADS.get(cfg.model.type, {})
     cfg.merge_from_dict(dict(model={k: v for k, v in heads.items() if cfg.model.get(k)}))  # the heads it has
     redirect_to_tiny_data(cfg, data_dir, TINY_IN_MEMORY)
-    make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope])
+    make_quick(cfg, work_dir, SIZE_FACTORS[cfg.default_scope], SIZE_MULTIPLES.get(backbone.type, 1))
 
 
 def _signature(cfg):

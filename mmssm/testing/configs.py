@@ -25,26 +25,27 @@ def inner_datasets(dataset):
     return [dataset]
 
 
-def _shrink(value, factor):
-    """Divide every int in an int / tuple / list-of-tuples size by ``factor`` (at least MIN_SIZE); keep floats."""
+def _shrink(value, factor, multiple=1):
+    """Divide every int in an int / tuple / list-of-tuples size by ``factor`` (at least MIN_SIZE), rounded to a
+    multiple of ``multiple``; keep floats."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return max(MIN_SIZE, round(value / factor))
+        return multiple * max(1, round(max(MIN_SIZE, round(value / factor)) / multiple))
     if isinstance(value, (list, tuple)):
-        return type(value)(_shrink(item, factor) for item in value)
+        return type(value)(_shrink(item, factor, multiple) for item in value)
     return value
 
 
-def shrink_sizes(node, factor):
+def shrink_sizes(node, factor, multiple=1):
     """Shrink, in place, the sizes of every transform found in a (nested) pipeline ``node``."""
     if isinstance(node, dict):
         for key, value in node.items():
             if key in SIZE_KEYS:
-                node[key] = _shrink(value, factor)
+                node[key] = _shrink(value, factor, multiple)
             else:
-                shrink_sizes(value, factor)
+                shrink_sizes(value, factor, multiple)
     elif isinstance(node, list):
         for item in node:
-            shrink_sizes(item, factor)
+            shrink_sizes(item, factor, multiple)
 
 
 def redirect_to_tiny_data(cfg, data_dir, tiny_kwargs=None):
@@ -97,8 +98,9 @@ def set_model_channels(model, channels):
         raise KeyError(f'do not know where the backbone of a {model.type} feeds: add it to set_model_channels')
 
 
-def make_quick(cfg, work_dir, size_factor, batch_size=2, max_iters=2):
-    """Small sizes, batch ``batch_size`` without worker processes, one epoch (or ``max_iters`` iterations)."""
+def make_quick(cfg, work_dir, size_factor, size_multiple=1, batch_size=2, max_iters=2):
+    """Small sizes (multiples of ``size_multiple``), batch ``batch_size`` without worker processes, one epoch (or
+    ``max_iters`` iterations)."""
     cfg.work_dir = work_dir
     shrunk = set()  # a pipeline shared by two loaders is shrunk once
     for name in DATALOADERS:
@@ -108,9 +110,9 @@ def make_quick(cfg, work_dir, size_factor, batch_size=2, max_iters=2):
             pipeline = dataset.get('pipeline', [])
             if id(pipeline) not in shrunk:
                 shrunk.add(id(pipeline))
-                shrink_sizes(pipeline, size_factor)
-    shrink_sizes(cfg.model.get('data_preprocessor', {}), size_factor)
-    shrink_sizes(cfg.model.get('test_cfg') or {}, size_factor)
+                shrink_sizes(pipeline, size_factor, size_multiple)
+    shrink_sizes(cfg.model.get('data_preprocessor', {}), size_factor, size_multiple)
+    shrink_sizes(cfg.model.get('test_cfg') or {}, size_factor, size_multiple)
     by_epoch = cfg.train_cfg.get('by_epoch', 'max_epochs' in cfg.train_cfg)
     length_key = 'max_epochs' if by_epoch else 'max_iters'
     full_length = cfg.train_cfg[length_key]

@@ -1,5 +1,5 @@
-"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD and ISIC, for end-to-end tests of
-configs.
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD, ISIC and Synapse, for end-to-end
+tests of configs.
 
 Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
 exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
@@ -12,11 +12,15 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_ade20k`` | ``images/{training,validation}/*.jpg``, ``annotations/{training,validation}/*.png`` | mmseg ``ADE20KDataset`` |
 | ``make_levir_cd`` | ``{train,val,test}/{A,B,label}/*.png`` (label 0 / 255 = changed) | ``mmssm.LEVIRCDDataset`` |
 | ``make_isic`` | ``{train,val}/{images,masks}/*.png`` (mask ``<id>_segmentation.png``, 0 / 255) | ``mmssm.ISICDataset`` |
+| ``make_synapse`` | ``train_npz/*.npz``, ``test_vol_h5/<case>.npy.h5``, ``lists/lists_Synapse/*.txt`` | ``mmssm.SynapseDataset`` |
 
 ``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
 """
+import importlib.util
+import io
 import json
 import os.path as osp
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +53,11 @@ ADE20K_FIRST_SHAPE = 2
 ISIC_MAX_SHAPES = 3
 
 _SPLIT_SEEDS = {'train': 0, 'val': 1, 'test': 2}
+
+# Synapse case ids of the TransUNet split (its first training and test cases); 8 organs, labels 1..8
+SYNAPSE_TRAIN_CASES = ('case0005', 'case0006', 'case0007', 'case0009', 'case0010', 'case0021')
+SYNAPSE_TEST_CASES = ('case0001', 'case0002', 'case0003', 'case0004', 'case0008', 'case0022')
+SYNAPSE_NUM_ORGANS = 8
 
 
 def _save_jpeg(image, path):
@@ -174,12 +183,93 @@ def make_isic(root, num_train=4, num_val=2, size=64, seed=0):
     return str(root)
 
 
+def _save_npz(path, **arrays):
+    """``np.savez`` with fixed zip timestamps (numpy stamps the current time), so that the bytes are reproducible."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, 'w', compression=zipfile.ZIP_STORED) as archive:
+        for key, array in arrays.items():
+            buffer = io.BytesIO()
+            np.lib.format.write_array(buffer, np.asarray(array), allow_pickle=False)
+            archive.writestr(zipfile.ZipInfo(f'{key}.npy', date_time=(1980, 1, 1, 0, 0, 0)), buffer.getvalue())
+
+
+def _synapse_volume(rng, depth, size, missing):
+    """A (depth, size, size) CT-like volume: a body ellipse (0.25) holding organs as ellipsoids of intensity
+    0.3 + 0.08 x label (an organ fills only voxels no earlier organ took; organ ``missing`` is left out, so the metric
+    meets an empty label), plus a little noise; image float32 in [0, 1], label uint8 0..8."""
+    z, y, x = np.meshgrid(np.arange(depth), np.arange(size), np.arange(size), indexing='ij')
+    body = ((y - size / 2) / (0.45 * size)) ** 2 + ((x - size / 2) / (0.48 * size)) ** 2 <= 1
+    label = np.zeros((depth, size, size), dtype=np.uint8)
+    for value in range(1, SYNAPSE_NUM_ORGANS + 1):
+        center = (rng.uniform(0, depth - 1), *rng.uniform(0.3, 0.7, size=2) * size)
+        radii = (rng.uniform(0.6, max(1.0, depth / 2)), *rng.uniform(0.06, 0.16, size=2) * size)
+        if value != missing:  # drawn for every organ all the same: the other organs do not move
+            inside = sum(((axis - c) / r) ** 2 for axis, c, r in zip((z, y, x), center, radii)) <= 1
+            label[inside & body & (label == 0)] = value
+    image = np.where(body, 0.25, 0.0) + np.where(label > 0, 0.3 + 0.08 * label - 0.25, 0.0)
+    image = np.clip(image + rng.normal(0, 0.02, size=image.shape), 0, 1)
+    return image.astype(np.float32), label
+
+
+def _synapse_missing(seed, index):
+    """The organ (1..8) that case ``index`` lacks."""
+    return 1 + (3 * index + seed) % SYNAPSE_NUM_ORGANS
+
+
+def _save_h5(path, image, label):
+    import h5py
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, 'w') as volume:
+        for key, array in (('image', image), ('label', label)):
+            volume.create_dataset(key, data=array, track_times=False)
+
+
+def make_synapse(root, num_train=2, num_test=2, depth=4, size=64, seed=0, volume_format=None):
+    """Synapse in the TransUNet layout (``mmssm.SynapseDataset``): ``train_npz/<case>_slice<k>.npz`` (one per slice
+    of the training cases; 'image' (H, W) float32 in [0, 1], 'label' (H, W) uint8), ``test_vol_h5/<case>.npy.h5``
+    ('image', 'label' (D, H, W)), ``lists/lists_Synapse/{train.txt,test_vol.txt}``. Case ids are the real ones
+    (``SYNAPSE_TRAIN_CASES``, ``SYNAPSE_TEST_CASES``); organs are ellipsoid blobs through several slices, and each
+    case lacks one organ (consecutive cases different ones).
+
+    ``volume_format``: 'h5' (the release; needs h5py), 'npz' (``test_vol_h5/<case>.npz``, same arrays) or None:
+    'h5' where h5py is installed, else 'npz' (``SynapseDataset`` falls back to it).
+    """
+    if num_train > len(SYNAPSE_TRAIN_CASES) or num_test > len(SYNAPSE_TEST_CASES):
+        raise ValueError(f'make_synapse makes at most {len(SYNAPSE_TRAIN_CASES)} training and '
+                         f'{len(SYNAPSE_TEST_CASES)} test cases')
+    if volume_format is None:
+        volume_format = 'h5' if importlib.util.find_spec('h5py') is not None else 'npz'
+    if volume_format not in ('h5', 'npz'):
+        raise ValueError(f"make_synapse volume_format must be 'h5', 'npz' or None, got {volume_format!r}")
+    root = Path(root)
+    lists = root / 'lists' / 'lists_Synapse'
+    lists.mkdir(parents=True, exist_ok=True)
+    names = []
+    for index, case in enumerate(SYNAPSE_TRAIN_CASES[:num_train]):
+        image, label = _synapse_volume(scene_rng(seed, _SPLIT_SEEDS['train'], index), depth, size,
+                                       _synapse_missing(seed, index))
+        for k in range(depth):
+            names.append(f'{case}_slice{k:03d}')
+            _save_npz(root / 'train_npz' / f'{names[-1]}.npz', image=image[k], label=label[k])
+    (lists / 'train.txt').write_text('\n'.join(names) + '\n')
+    for index, case in enumerate(SYNAPSE_TEST_CASES[:num_test]):
+        image, label = _synapse_volume(scene_rng(seed, _SPLIT_SEEDS['test'], index), depth, size,
+                                       _synapse_missing(seed, index))
+        if volume_format == 'h5':
+            _save_h5(root / 'test_vol_h5' / f'{case}.npy.h5', image, label)
+        else:
+            _save_npz(root / 'test_vol_h5' / f'{case}.npz', image=image, label=label)
+    (lists / 'test_vol.txt').write_text('\n'.join(SYNAPSE_TEST_CASES[:num_test]) + '\n')
+    return str(root)
+
+
 TINY_DATASETS = {
     'ImageNet': make_imagenet,
     'CocoDataset': make_coco,
     'ADE20KDataset': make_ade20k,
     'LEVIRCDDataset': make_levir_cd,
     'ISICDataset': make_isic,
+    'SynapseDataset': make_synapse,
 }
 
 
