@@ -1,14 +1,17 @@
-"""Slices of CT volumes in the TransUNet protocol (Synapse; the data of TransUNet, Swin-Unet, VM-UNet, MSVM-UNet):
-file reading and the official augmentation and resizing, registered in ``mmssm.registry.TRANSFORMS``.
+"""Slices of 3D volumes in the TransUNet protocol (Synapse CT, the data of TransUNet, Swin-Unet, VM-UNet, MSVM-UNet;
+ACDC cardiac MRI in the MT-UNet release, used by MSVM-UNet): file reading and the official augmentation and
+resizing, registered in ``mmssm.registry.TRANSFORMS``.
 
-Files (the TransUNet release)::
+Files (the TransUNet Synapse release)::
 
     train_npz/<case>_slice<k>.npz   'image' (H, W) float in [0, 1] (HU clipped to [-125, 275]), 'label' (H, W) 0..8
     test_vol_h5/<case>.npy.h5       HDF5 with 'image' and 'label' (D, H, W), the same values per slice
 
 A test volume may also be a ``.npz`` with the same two (D, H, W) arrays (for installs without ``h5py``; a
 conversion of the ``.npy.h5`` files, not part of the release). The official test reads the ``.npy.h5`` volumes
-with ``h5py``, which this module imports only when such a file is read.
+with ``h5py``, which this module imports only when such a file is read. ACDC (MT-UNet's release) names the arrays
+'img' and 'label' instead: ``{train,valid}/<case>_slice<ED|ES>_<k>.npz`` slices and ``test/<case>_volume_<ED|ES>.npz``
+(D, H, W) volumes; ``LoadSynapseSlice`` takes the key names from the dataset (``array_keys``) or its arguments.
 
 Pipelines (VM-UNet's ``datasets/dataset.py``, ``utils.py``), each slice an (H, W, 1) image:
 
@@ -33,6 +36,10 @@ from mmssm.registry import TRANSFORMS
 H5PY_INSTALL = 'pip install h5py'
 # Synapse label values 1..8 (0 is background), the TransUNet order
 SYNAPSE_ORGANS = ('aorta', 'gallbladder', 'left_kidney', 'right_kidney', 'liver', 'pancreas', 'spleen', 'stomach')
+# ACDC label values 1..3 (0 is background): right ventricle, myocardium, left ventricle (MSVM-UNet utils.py)
+ACDC_STRUCTURES = ('RV', 'Myo', 'LV')
+# names of the image and label arrays in a slice or volume file (the TransUNet release; ACDC uses ('img', 'label'))
+DEFAULT_ARRAY_KEYS = ('image', 'label')
 HDF5_SUFFIXES = ('.h5', '.hdf5')  # '.npy.h5' ends in '.h5'
 
 
@@ -59,22 +66,36 @@ def _npy_shape(archive, key):
     return tuple(shape)
 
 
-def volume_depth(path, backend_args=None):
-    """Number of slices D of a (D, H, W) test volume (.npy.h5 / .h5 or .npz with 'image' and 'label').
+def _missing_keys(path, keys, present):
+    """KeyError naming the arrays ``keys`` that ``path`` lacks, and the ones it has."""
+    missing = [key for key in keys if key not in present]
+    return KeyError(f'{path} has no array {", ".join(map(repr, missing))} (it has {sorted(present)}): set the '
+                    'array names, e.g. array_keys=(\'img\', \'label\') for ACDC, (\'image\', \'label\') for '
+                    'Synapse')
 
-    ValueError if 'image' and 'label' differ in shape or are not 3D.
+
+def volume_depth(path, backend_args=None, keys=DEFAULT_ARRAY_KEYS):
+    """Number of slices D of a (D, H, W) test volume (.npy.h5 / .h5 or .npz with the image and label arrays
+    ``keys``, 'image' and 'label' by default).
+
+    ValueError if the two arrays differ in shape or are not 3D; KeyError if the file lacks one of them.
     """
     with fileio.get_local_path(path, backend_args=backend_args) as local:
         if is_hdf5(path):
             with import_h5py(path).File(local, 'r') as volume:
-                shapes = {key: tuple(volume[key].shape) for key in ('image', 'label')}
+                if not all(key in volume for key in keys):
+                    raise _missing_keys(path, keys, list(volume.keys()))
+                shapes = [tuple(volume[key].shape) for key in keys]
         else:
             with zipfile.ZipFile(local) as archive:
-                shapes = {key: _npy_shape(archive, key) for key in ('image', 'label')}
-    if shapes['image'] != shapes['label'] or len(shapes['image']) != 3:
-        raise ValueError(f'volume {path}: "image" {shapes["image"]} and "label" {shapes["label"]} must be one '
+                present = [name[:-len('.npy')] for name in archive.namelist() if name.endswith('.npy')]
+                if not all(key in present for key in keys):
+                    raise _missing_keys(path, keys, present)
+                shapes = [_npy_shape(archive, key) for key in keys]
+    if shapes[0] != shapes[1] or len(shapes[0]) != 3:
+        raise ValueError(f'volume {path}: "{keys[0]}" {shapes[0]} and "{keys[1]}" {shapes[1]} must be one '
                          '(D, H, W) shape')
-    return shapes['image'][0]
+    return shapes[0][0]
 
 
 @TRANSFORMS.register_module()
@@ -82,50 +103,69 @@ class LoadSynapseSlice(BaseTransform):
     """Read one slice: ``img`` (H, W, 1) and ``gt_seg_map`` (H, W) uint8; appends 'gt_seg_map' to ``seg_fields`` and
     sets ``img_shape`` and ``ori_shape``.
 
-    ``results['img_path']`` is a slice file (``.npz`` with 'image' and 'label' (H, W)), or, when
-    ``results['slice_index']`` is set, a volume (``.npy.h5`` read with h5py, or ``.npz``; 'image' and 'label'
-    (D, H, W)) whose slice ``slice_index`` is read. The image keeps its stored floating dtype (float32 in the
-    release; the official code zooms it as stored), an integer image becomes float32. Labels must lie in 0..255;
-    ``label_map`` (set by the dataset when its classes were renamed) is applied.
+    ``results['img_path']`` is a slice file (``.npz`` with an image and a label array (H, W)), or, when
+    ``results['slice_index']`` is set, a volume (``.npy.h5`` read with h5py, or ``.npz``; image and label
+    (D, H, W)) whose slice ``slice_index`` is read. The arrays are 'image' and 'label' (Synapse) unless the item
+    names them (``results['array_keys']``, set by ``mmssm.ACDCDataset`` to ('img', 'label')) or ``img_key`` /
+    ``seg_key`` are given. The image keeps its stored floating dtype (float32 in the Synapse release; the official
+    Synapse code zooms it as stored) unless ``to_float32`` (the official ACDC code casts every file to float32 first);
+    an integer image becomes float32. Labels must lie in 0..255; ``label_map`` (set by the dataset when its classes
+    were renamed) is applied.
 
     An ``.npz`` volume is read whole once and kept for the next slices of the same file (one volume per
     transform, i.e. per data-loader worker); an HDF5 volume is read slice by slice.
 
     Args:
         backend_args: ``mmengine.fileio`` backend arguments (volumes from other backends are copied locally).
+        img_key, seg_key: names of the image and label arrays; None: the item's ``array_keys``, else 'image' /
+            'label'.
+        to_float32: cast a floating image to float32 (before any zoom).
     """
 
-    def __init__(self, backend_args=None):
+    def __init__(self, backend_args=None, img_key=None, seg_key=None, to_float32=False):
         self.backend_args = backend_args
-        self._volume = (None, None)  # (path, (image, label)) of the last .npz volume
+        self.img_key = img_key
+        self.seg_key = seg_key
+        self.to_float32 = to_float32
+        self._volume = (None, None)  # ((path, keys), (image, label)) of the last .npz volume
 
-    def _read_npz(self, path):
+    def _keys(self, results):
+        default_img, default_seg = results.get('array_keys') or DEFAULT_ARRAY_KEYS
+        return self.img_key or default_img, self.seg_key or default_seg
+
+    def _read_npz(self, path, keys):
         with np.load(io.BytesIO(fileio.get(path, backend_args=self.backend_args))) as arrays:
-            return arrays['image'], arrays['label']
+            if not all(key in arrays.files for key in keys):
+                raise _missing_keys(path, keys, arrays.files)
+            return tuple(arrays[key] for key in keys)
 
-    def _read(self, path, index):
+    def _read(self, path, index, keys):
         if index is None:
-            return self._read_npz(path)
+            return self._read_npz(path, keys)
         if is_hdf5(path):
             with fileio.get_local_path(path, backend_args=self.backend_args) as local:
                 with import_h5py(path).File(local, 'r') as volume:
-                    return volume['image'][index], volume['label'][index]
-        if self._volume[0] != path:
+                    if not all(key in volume for key in keys):
+                        raise _missing_keys(path, keys, list(volume.keys()))
+                    return tuple(volume[key][index] for key in keys)
+        if self._volume[0] != (path, keys):
             self._volume = (None, None)  # free the previous volume before reading the next
-            self._volume = (path, self._read_npz(path))
+            self._volume = ((path, keys), self._read_npz(path, keys))
         image, label = self._volume[1]
         return image[index], label[index]
 
     def transform(self, results):
         path = results['img_path']
         index = results.get('slice_index')
-        image, label = self._read(path, index)
+        keys = self._keys(results)
+        image, label = self._read(path, index, keys)
         where = path if index is None else f'{path} slice {index}'
         if image.ndim != 2 or image.shape != label.shape:
-            raise ValueError(f'{where}: "image" {image.shape} and "label" {label.shape} must be one (H, W) shape')
+            raise ValueError(f'{where}: "{keys[0]}" {image.shape} and "{keys[1]}" {label.shape} must be one (H, W) '
+                             'shape')
         if label.size and (label.min() < 0 or label.max() > 255):
             raise ValueError(f'{where}: label values must lie in 0..255, got {label.min()}..{label.max()}')
-        if not np.issubdtype(image.dtype, np.floating):
+        if self.to_float32 or not np.issubdtype(image.dtype, np.floating):
             image = image.astype(np.float32)
         label = label.astype(np.uint8)
         if results.get('label_map'):
@@ -140,6 +180,10 @@ class LoadSynapseSlice(BaseTransform):
         if 'gt_seg_map' not in results['seg_fields']:
             results['seg_fields'].append('gt_seg_map')
         return results
+
+    def __repr__(self):
+        return (f'{self.__class__.__name__}(img_key={self.img_key!r}, seg_key={self.seg_key!r}, '
+                f'to_float32={self.to_float32})')
 
 
 def _per_channel(function, image):

@@ -1,5 +1,5 @@
 """Metrics registered in ``mmssm.registry.METRICS``; the binary ones share ``binary_metric``'s counting and formulas,
-``SynapseMetric`` scores CT volumes (per-case Dice and HD95) in the TransUNet protocol."""
+``SynapseMetric`` scores 3D volumes (per-case Dice and HD95) in the TransUNet protocol: Synapse CT and ACDC MRI."""
 from .binary_metric import SCORE_NAMES, BinaryConfusionMetric, binary_scores
 from .change_detection_metric import ChangeDetectionMetric
 from .isic_metric import ISICMetric

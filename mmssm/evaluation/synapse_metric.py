@@ -1,5 +1,7 @@
 """``mmssm.SynapseMetric``: the TransUNet Synapse protocol (the published numbers of TransUNet, Swin-Unet, VM-UNet,
-MSVM-UNet): per-case, per-organ Dice and HD95 on whole 3D volumes.
+MSVM-UNet): per-case, per-organ Dice and HD95 on whole 3D volumes. The same protocol scores ACDC (MT-UNet's split,
+MSVM-UNet's ``eval.py`` / ``inference.py``: each ED / ES volume a case, classes RV, Myo, LV): the metric takes its
+class names from the dataset (``mmssm.ACDCDataset``), so one class serves both; the name stays for the configs.
 
 The official ``test_single_volume`` (VM-UNet ``utils.py``) zooms each slice to the network size (cubic), takes the
 argmax there, zooms it back to the slice size with NEAREST interpolation (``scipy.ndimage.zoom`` order 0), stacks
@@ -27,10 +29,13 @@ import numpy as np
 from mmengine.evaluator import BaseMetric
 from mmengine.logging import print_log
 
-from mmssm.datasets.slice_transforms import SYNAPSE_ORGANS
+from mmssm.datasets.slice_transforms import ACDC_STRUCTURES, SYNAPSE_ORGANS
 from mmssm.registry import METRICS
 
 VOLUME_KEYS = ('case_name', 'slice_index', 'num_slices')
+# class names by number of classes (with the background) for a metric without dataset_meta, as the official
+# CLASS_COLOR_MAPS (MSVM-UNet utils.py)
+DEFAULT_CLASS_NAMES = {len(SYNAPSE_ORGANS) + 1: SYNAPSE_ORGANS, len(ACDC_STRUCTURES) + 1: ACDC_STRUCTURES}
 
 
 def dice_coefficient(pred, gt):
@@ -97,17 +102,19 @@ def _unpack(packed):
 @METRICS.register_module()
 class SynapseMetric(BaseMetric):
     """Mean Dice ``mDice`` (percent) and mean HD95 ``mHD95`` (voxels) over the organs, each the mean over the cases,
-    and per organ ``Dice.<organ>`` and ``HD95.<organ>``; the organs are the dataset's classes after 'background'.
+    and per organ ``Dice.<organ>`` and ``HD95.<organ>``; the organs (any foreground classes: ACDC's RV, Myo, LV) are
+    the dataset's classes after 'background'.
 
     Reads per data sample ``pred_sem_seg`` (the argmax at the network size: keep mmseg from resizing the logits with
     ``mmssm.ResizedAsOriginal`` in the test pipeline), ``gt_sem_seg`` (the label slice at the file's size) and the
-    meta keys ``case_name``, ``slice_index``, ``num_slices`` (``SynapseDataset`` items; pack them with
+    meta keys ``case_name``, ``slice_index``, ``num_slices`` (``SynapseDataset`` / ``ACDCDataset`` items; pack them with
     ``PackSegInputs(meta_keys=...)``). Every slice of every case must arrive once (the copies a distributed sampler
     adds to fill its last batch are dropped).
 
     Args:
         num_classes: classes including the background, used when the metric has no ``dataset_meta`` (the runner
-            sets it from the dataset); organ names then are ``SYNAPSE_ORGANS`` for 9 classes, else 'class1' ... .
+            sets it from the dataset); organ names then are ``SYNAPSE_ORGANS`` for 9 classes, ``ACDC_STRUCTURES``
+            for 4, else 'class1' ... .
         collect_device, prefix: see ``mmengine.evaluator.BaseMetric``.
     """
 
@@ -121,8 +128,8 @@ class SynapseMetric(BaseMetric):
         classes = (self.dataset_meta or {}).get('classes')
         if classes:
             return tuple(str(name).replace(' ', '_') for name in classes[1:])
-        if self.num_classes == len(SYNAPSE_ORGANS) + 1:
-            return SYNAPSE_ORGANS
+        if self.num_classes in DEFAULT_CLASS_NAMES:
+            return DEFAULT_CLASS_NAMES[self.num_classes]
         return tuple(f'class{value}' for value in range(1, self.num_classes))
 
     def process(self, data_batch, data_samples):
@@ -131,7 +138,8 @@ class SynapseMetric(BaseMetric):
             missing = [key for key in VOLUME_KEYS if key not in sample]
             if missing:
                 raise KeyError(f'SynapseMetric needs the meta keys {VOLUME_KEYS} of each slice, missing {missing}: '
-                               'use mmssm.SynapseDataset and add them to meta_keys of PackSegInputs')
+                               'use mmssm.SynapseDataset or mmssm.ACDCDataset (volumes=True) and add them to '
+                               'meta_keys of PackSegInputs')
             pred = sample['pred_sem_seg']['data'][0].cpu().numpy()  # (1, h, w) -> (h, w)
             label = sample['gt_sem_seg']['data'][0].cpu().numpy()
             if tuple(pred.shape) != tuple(sample.get('img_shape', pred.shape)) and not self._warned_resized:
@@ -180,10 +188,10 @@ class SynapseMetric(BaseMetric):
             metrics[f'Dice.{organ}'] = 100 * float(dice)
         for organ, (dice, distance) in zip(self.organs, per_organ):
             metrics[f'HD95.{organ}'] = float(distance)
-        width = max(len(organ) for organ in self.organs)
+        width = max(len('organ'), *(len(organ) for organ in self.organs))
         rows = [f'{organ:>{width}} | {100 * dice:8.2f} | {distance:8.2f}' for organ, (dice, distance)
                 in zip(self.organs, per_organ)]
-        print_log(f'Synapse, {len(per_case)} cases (Dice %, HD95 voxels):\n{"organ":>{width}} | {"Dice":>8} | '
+        print_log(f'{len(per_case)} cases (Dice %, HD95 voxels):\n{"organ":>{width}} | {"Dice":>8} | '
                   f'{"HD95":>8}\n' + '\n'.join(rows) + f'\n{"mean":>{width}} | {metrics["mDice"]:8.2f} | '
                   f'{metrics["mHD95"]:8.2f}', logger='current')
         return metrics

@@ -1,5 +1,5 @@
-"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD, ISIC and Synapse, for end-to-end
-tests of configs.
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD, ISIC, Synapse and ACDC, for
+end-to-end tests of configs.
 
 Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
 exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
@@ -13,6 +13,7 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_levir_cd`` | ``{train,val,test}/{A,B,label}/*.png`` (label 0 / 255 = changed) | ``mmssm.LEVIRCDDataset`` |
 | ``make_isic`` | ``{train,val}/{images,masks}/*.png`` (mask ``<id>_segmentation.png``, 0 / 255) | ``mmssm.ISICDataset`` |
 | ``make_synapse`` | ``train_npz/*.npz``, ``test_vol_h5/<case>.npy.h5``, ``lists/lists_Synapse/*.txt`` | ``mmssm.SynapseDataset`` |
+| ``make_acdc`` | ``{train,valid}/*.npz`` slices, ``test/*_volume_E[DS].npz``, ``lists/lists_ACDC/*.txt`` | ``mmssm.ACDCDataset`` |
 
 ``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
 """
@@ -58,6 +59,14 @@ _SPLIT_SEEDS = {'train': 0, 'val': 1, 'test': 2}
 SYNAPSE_TRAIN_CASES = ('case0005', 'case0006', 'case0007', 'case0009', 'case0010', 'case0021')
 SYNAPSE_TEST_CASES = ('case0001', 'case0002', 'case0003', 'case0004', 'case0008', 'case0022')
 SYNAPSE_NUM_ORGANS = 8
+
+# ACDC patients of MT-UNet's split (the first of its train / valid / test lists); each has an ED and an ES volume
+ACDC_TRAIN_CASES = ('case_001', 'case_004', 'case_005', 'case_006')
+ACDC_VALID_CASES = ('case_019', 'case_021')
+ACDC_TEST_CASES = ('case_002', 'case_003', 'case_008', 'case_009')
+ACDC_PHASES = ('ED', 'ES')
+# intensities of the tiny ACDC images: body (background), 1 RV, 2 Myo, 3 LV (outside the body 0)
+ACDC_LEVELS = (0.2, 0.65, 0.35, 0.85)
 
 
 def _save_jpeg(image, path):
@@ -263,6 +272,72 @@ def make_synapse(root, num_train=2, num_test=2, depth=4, size=64, seed=0, volume
     return str(root)
 
 
+def _acdc_volume(rng, depth, shape, phase, with_rv=True):
+    """A (depth, H, W) short-axis cine-MRI-like stack: a body ellipse (background) holding the LV blood pool (3, a
+    disk) inside the myocardium (2, a ring) and the RV (1, an ellipse beside the ring, outside it); the heart narrows
+    towards the apex (the last slices) and the pool contracts at ES. ``with_rv=False`` leaves the RV out (the metric
+    then meets an empty label). Intensities ``ACDC_LEVELS`` plus a little noise; image float32 in [0, 1], label
+    uint8 0..3."""
+    height, width = shape
+    y, x = np.meshgrid(np.arange(height), np.arange(width), indexing='ij')
+    body = ((y - height / 2) / (0.46 * height)) ** 2 + ((x - width / 2) / (0.46 * width)) ** 2 <= 1
+    size = min(height, width)
+    cy, cx = rng.uniform(0.42, 0.58, size=2) * (height, width)
+    pool = rng.uniform(0.10, 0.14) * size * (0.7 if phase == 'ES' else 1.0)
+    wall = rng.uniform(0.045, 0.06) * size
+    rv_radii = rng.uniform(0.12, 0.16) * size, rng.uniform(0.07, 0.09) * size
+    label = np.zeros((depth, height, width), dtype=np.uint8)
+    for z in range(depth):
+        scale = 1.0 - 0.45 * z / max(depth - 1, 1)  # base -> apex
+        distance = np.hypot(y - cy, x - cx)
+        outer = (pool + wall) * scale
+        label[z][(distance <= outer) & body] = 2
+        label[z][(distance <= pool * scale) & body] = 3
+        if with_rv:
+            rv_x = cx - outer - 0.6 * rv_radii[1] * scale
+            inside = ((y - cy) / (rv_radii[0] * scale)) ** 2 + ((x - rv_x) / (rv_radii[1] * scale)) ** 2 <= 1
+            label[z][inside & body & (label[z] == 0)] = 1
+    levels = np.asarray(ACDC_LEVELS)
+    image = np.where(body, levels[label], 0.0) + rng.normal(0, 0.02, size=label.shape)
+    return np.clip(image, 0, 1).astype(np.float32), label
+
+
+def make_acdc(root, num_train=2, num_valid=1, num_test=2, depth=4, size=64, seed=0):
+    """ACDC in MT-UNet's release as MSVM-UNet reads it (``mmssm.ACDCDataset``): ``train/`` and ``valid/`` slices
+    ``<patient>_slice<ED|ES>_<k>.npz`` ('img' (H, W) float32 in [0, 1], 'label' (H, W) uint8 0..3), ``test/``
+    volumes ``<patient>_volume_<ED|ES>.npz`` ('img', 'label' (D, H, W)), ``lists/lists_ACDC/{train,valid,test}.txt``
+    (file names with '.npz', sorted as text like the official lists: ..._9 after ..._10). Patient ids are the real
+    ones (``ACDC_TRAIN_CASES``, ...), two phases each; patient k has ``depth + k % 2`` slices of ``size`` x
+    ``size + size // 4`` (not square: the zooms differ per axis), and the ES volume of the second test patient has
+    no RV. The dtypes of the release are not known here (the official loader casts both arrays to float32).
+    """
+    splits = (('train', ACDC_TRAIN_CASES, num_train), ('valid', ACDC_VALID_CASES, num_valid),
+              ('test', ACDC_TEST_CASES, num_test))
+    for split, cases, count in splits:
+        if count > len(cases):
+            raise ValueError(f'make_acdc makes at most {len(cases)} {split} patients')
+    root = Path(root)
+    lists = root / 'lists' / 'lists_ACDC'
+    lists.mkdir(parents=True, exist_ok=True)
+    shape = (size, size + size // 4)
+    for split, cases, count in splits:
+        names = []
+        for index, case in enumerate(cases[:count]):
+            for phase_index, phase in enumerate(ACDC_PHASES):
+                rng = scene_rng(seed, _SPLIT_SEEDS['val' if split == 'valid' else split], index, phase_index)
+                with_rv = not (split == 'test' and index == 1 and phase == 'ES')
+                image, label = _acdc_volume(rng, depth + index % 2, shape, phase, with_rv)
+                if split == 'test':
+                    names.append(f'{case}_volume_{phase}.npz')
+                    _save_npz(root / split / names[-1], img=image, label=label)
+                    continue
+                for k in range(len(label)):
+                    names.append(f'{case}_slice{phase}_{k}.npz')
+                    _save_npz(root / split / names[-1], img=image[k], label=label[k])
+        (lists / f'{split}.txt').write_text('\n'.join(sorted(names)) + '\n')
+    return str(root)
+
+
 TINY_DATASETS = {
     'ImageNet': make_imagenet,
     'CocoDataset': make_coco,
@@ -270,6 +345,7 @@ TINY_DATASETS = {
     'LEVIRCDDataset': make_levir_cd,
     'ISICDataset': make_isic,
     'SynapseDataset': make_synapse,
+    'ACDCDataset': make_acdc,
 }
 
 
