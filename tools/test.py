@@ -11,6 +11,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmengine.config import DictAction  # noqa: E402
 
 from mmssm.apis import UserError, build_runner, load_config, run_with_clear_errors  # noqa: E402
+from mmssm.compat import release_distributed  # noqa: E402
 
 # default_scope -> the visualization hook that draws predictions in that library
 VISUALIZATION_HOOKS = {'mmpretrain': 'VisualizationHook', 'mmdet': 'DetVisualizationHook',
@@ -66,3 +67,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     run_with_clear_errors(main)
+    release_distributed()  # mmssm/compat.py, section 6

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from mmengine.config import DictAction  # noqa: E402
 
 from mmssm.apis import UserError, build_runner, load_config, run_with_clear_errors  # noqa: E402
+from mmssm.compat import release_distributed  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -63,3 +64,4 @@ def main(argv=None):
 
 if __name__ == '__main__':
     run_with_clear_errors(main)
+    release_distributed()  # mmssm/compat.py, section 6
