@@ -121,6 +121,28 @@ def test_missing_dataset_path_is_one_clear_error(tmp_path):
     assert_one_line_error(result, 'no_imagenet_here', '--cfg-options train_dataloader.dataset.data_root=')
 
 
+def test_testing_needs_only_the_test_data(tmp_path):
+    """tools/test.py checks (and mmengine builds) only the test loader: a checkpoint is tested without the training
+    images (the config's train / val data_root, data/LEVIR-CD, does not exist here)."""
+    from mmssm.apis import UserError, build_runner, check_data_paths, load_config
+    from mmssm.testing import make_levir_cd
+    root = make_levir_cd(tmp_path / 'levir')
+    config = tmp_path / 'tiny_changemamba.py'
+    config.write_text(
+        f"_base_ = '{ROOT / 'configs' / 'change_mamba' / 'changemamba-tiny_1xb16-20k_levir-cd-256x256.py'}'\n"
+        "model = dict(backbone=dict(arch=dict(_delete_=True, embed_dims=16, depths=(1, 1, 1, 1)), init_cfg=None),\n"
+        "             decode_head=dict(in_channels=[16, 32, 64, 128], channels=16))\n"
+        f"test_dataloader = dict(num_workers=0, persistent_workers=False, dataset=dict(data_root='{root}'))\n")
+    cfg = load_config(str(config), work_dir=str(tmp_path / 'work'))
+    with pytest.raises(UserError, match="train_dataloader: dataset mmssm.LEVIRCDDataset has data_root='data/LEVIR"):
+        check_data_paths(cfg)
+    checkpoint = tmp_path / 'tiny.pth'
+    torch.save({'state_dict': build_runner(cfg, loaders=('test_dataloader',)).model.state_dict()}, checkpoint)
+    result = run_tool(['tools/test.py', str(config), str(checkpoint), '--work-dir', str(tmp_path / 'work')])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'kappa' in result.stdout + result.stderr
+
+
 def test_missing_downstream_library_is_one_clear_error(monkeypatch):
     import importlib.util
 

@@ -61,7 +61,7 @@ def merge_args(cfg, args):
 def main(argv=None):
     args = parse_args(argv)
     cfg = merge_args(load_config(args.config, args.cfg_options, args.work_dir), args)
-    runner = build_runner(cfg)
+    runner = build_runner(cfg, loaders=('test_dataloader',))  # a checkpoint is tested without the train data
     return runner.test()
 
 

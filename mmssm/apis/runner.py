@@ -60,9 +60,9 @@ def _require_library(scope, path):
                         f"`pip install -r {requirements}` (or `bash tools/install.sh`)")
 
 
-def check_data_paths(cfg):
-    """Fail early, naming the key to change, when a dataloader's ``data_root`` does not exist."""
-    for name in DATALOADERS:
+def check_data_paths(cfg, loaders=DATALOADERS):
+    """Fail early, naming the key to change, when the ``data_root`` of one of ``loaders`` does not exist."""
+    for name in loaders:
         loader = cfg.get(name)
         if not loader:
             continue
@@ -77,11 +77,12 @@ def check_data_paths(cfg):
                     f'the data there or pass --cfg-options {name}.dataset.data_root=/path/to/data')
 
 
-def build_runner(cfg):
-    """Build the mmengine Runner for ``cfg`` (data paths checked first)."""
+def build_runner(cfg, loaders=DATALOADERS):
+    """Build the mmengine Runner for ``cfg``, the data paths of ``loaders`` checked first (a test run needs only
+    ``('test_dataloader',)``: mmengine builds the other loaders when training)."""
     compat.apply()
     from mmengine.runner import Runner
-    check_data_paths(cfg)
+    check_data_paths(cfg, loaders)
     return Runner.from_cfg(cfg) if 'runner_type' not in cfg else _build_custom_runner(cfg)
 
 
