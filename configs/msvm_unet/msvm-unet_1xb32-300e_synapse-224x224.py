@@ -4,47 +4,10 @@
 # validated every 20 epochs keeping the best mean Dice. Difference: the official training augments with imgaug
 # (0-4 of flips, noise, blur, contrast, affine scale / rotation / shear / translation, piecewise affine); this config
 # uses the TransUNet augmentation of the _base_ (rot90 + flip or a small rotation).
-_base_ = '../_base_/synapse_224x224.py'
+_base_ = ['../_base_/synapse_224x224.py', '../_base_/msvm-unet_1xb32-300e_224x224.py']
 default_scope = 'mmseg'
 
-checkpoint = 'checkpoints/vssm_tiny_0230_ckpt_epoch_262.pth'  # the official VMamba-T v2 ImageNet file (README)
-model = dict(
-    type='EncoderDecoder',
-    data_preprocessor=dict(
-        type='SegDataPreProcessor',
-        mean=[0.5, 0.5, 0.5],  # transforms.Normalize([0.5], [0.5]) on the [0, 1] slice
-        std=[0.5, 0.5, 0.5],
-        bgr_to_rgb=False,
-        pad_val=0,
-        seg_pad_val=255,
-        size={{_base_.crop_size}}),
-    backbone=dict(
-        type='mmssm.MSVMUNet',
-        arch='tiny',
-        drop_path_rate=0.2,
-        init_cfg=dict(type='Pretrained', checkpoint=checkpoint)),
-    decode_head=dict(
-        type='FCNHead',  # FLKPE's final 1x1 conv as conv_seg
-        in_channels=96,
-        channels=96,
-        num_convs=0,
-        concat_input=False,
-        dropout_ratio=0.0,
-        num_classes={{_base_.num_classes}},
-        loss_decode=[
-            dict(type='CrossEntropyLoss', loss_weight=0.4),
-            dict(type='mmssm.ClassDiceLoss', loss_weight=0.6),
-        ]),
-    train_cfg=dict(),
-    test_cfg=dict(mode='whole'))
-
-optim_wrapper = dict(type='OptimWrapper',
-                     optimizer=dict(type='AdamW', lr=5e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-3))
-param_scheduler = [dict(type='CosineAnnealingLR', T_max=300, eta_min=1e-6, by_epoch=True, begin=0, end=300)]
-train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=300, val_interval=20)
-randomness = dict(seed=42)
-custom_hooks = [dict(type='mmssm.FreezeModuleHook', module='backbone.encoder', epochs=10)]
-model_wrapper_cfg = dict(type='MMDistributedDataParallel', find_unused_parameters=True)  # the frozen encoder
+model = dict(decode_head=dict(num_classes={{_base_.num_classes}}))
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=20),
     checkpoint=dict(type='CheckpointHook', by_epoch=True, interval=20, max_keep_ckpts=1, save_best='mDice',
