@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.registry import DefaultScope
 from torch.utils.flop_counter import FlopCounterMode
 
 from mmssm.kernels.selective_scan.naive import selective_scan_ref
@@ -443,10 +444,11 @@ def test_image_classifier_with_converted_checkpoint():
     mmpretrain_models = pytest.importorskip('mmpretrain.models')
     arch = TINY_V2
     official = official_state_dict(arch)
-    classifier = mmpretrain_models.ImageClassifier(
-        backbone=dict(type='mmssm.VMamba', arch=arch),
-        neck=dict(type='GlobalAveragePooling'),
-        head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=192)).eval()
+    with DefaultScope.overwrite_default_scope('mmpretrain'):  # unscoped types are mmpretrain's, whatever ran before
+        classifier = mmpretrain_models.ImageClassifier(
+            backbone=dict(type='mmssm.VMamba', arch=arch),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=NUM_CLASSES, in_channels=192)).eval()
     load_state_dict_checked(classifier, {k: v.float() for k, v in convert_vmamba(official).items()})
     images = torch.randn(2, 3, 32, 40, dtype=torch.float64)
     with torch.no_grad():
