@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from test_change_mamba import bn_eval
 from test_vmamba import ln_first, ln_last, official_block_v2, official_ss2d_core, official_state_dict
 
 from mmssm.kernels.testing import assert_close
@@ -75,10 +76,6 @@ def official_msvmunet_state_dict(arch, decoder_depths, num_classes=9, seed=0, de
     sd.update({'decoder.out_layers.0.out.weight': rand(num_classes, c0, 1, 1),
                'decoder.out_layers.0.out.bias': rand(num_classes)})
     return sd
-
-
-def bn_eval(x, sd, p):
-    return F.batch_norm(x, sd[p + 'running_mean'], sd[p + 'running_var'], sd[p + 'weight'], sd[p + 'bias'])
 
 
 def conv1x1(x, sd, p, bias=True):
@@ -199,3 +196,8 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
     torch.save({'state_dict': official}, src)
     with pytest.raises(SystemExit, match=r'decoder\.2\.up\.expand\.1\.running_var'):
         run_script(tool, src, dst)
+
+
+def test_input_must_be_a_multiple_of_32():
+    with pytest.raises(ValueError, match=r'MSVMUNet expects \(batch, 3, H, W\) images with H and W multiples of 32'):
+        MSVMUNet(TINY, decoder_depths=DECODER_DEPTHS)(torch.randn(1, 3, 64, 48))

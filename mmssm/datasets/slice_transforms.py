@@ -33,6 +33,8 @@ from mmengine import fileio
 
 from mmssm.registry import TRANSFORMS
 
+from .transforms import store_label
+
 H5PY_INSTALL = 'pip install h5py'
 # Synapse label values 1..8 (0 is background), the TransUNet order
 SYNAPSE_ORGANS = ('aorta', 'gallbladder', 'left_kidney', 'right_kidney', 'liver', 'pancreas', 'spleen', 'stomach')
@@ -167,19 +169,9 @@ class LoadSynapseSlice(BaseTransform):
             raise ValueError(f'{where}: label values must lie in 0..255, got {label.min()}..{label.max()}')
         if self.to_float32 or not np.issubdtype(image.dtype, np.floating):
             image = image.astype(np.float32)
-        label = label.astype(np.uint8)
-        if results.get('label_map'):
-            mapped = label.copy()
-            for old, new in results['label_map'].items():
-                mapped[label == old] = new
-            label = mapped
         results['img'] = image[..., None]  # (H, W) -> (H, W, 1)
-        results['gt_seg_map'] = label
         results['img_shape'] = results['ori_shape'] = image.shape
-        results.setdefault('seg_fields', [])
-        if 'gt_seg_map' not in results['seg_fields']:
-            results['seg_fields'].append('gt_seg_map')
-        return results
+        return store_label(results, label.astype(np.uint8))
 
     def __repr__(self):
         return (f'{self.__class__.__name__}(img_key={self.img_key!r}, seg_key={self.seg_key!r}, '

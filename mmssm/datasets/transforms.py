@@ -24,6 +24,21 @@ def _read(path, flag, backend, backend_args, **kwargs):
     return image
 
 
+def store_label(results, label):
+    """Put a uint8 label map into ``results['gt_seg_map']`` as mmseg's LoadAnnotations does: the dataset's
+    ``label_map`` applied, 'gt_seg_map' added to ``seg_fields`` (so geometric transforms move it with the image)."""
+    if results.get('label_map'):
+        mapped = label.copy()
+        for old, new in results['label_map'].items():
+            mapped[label == old] = new
+        label = mapped
+    results['gt_seg_map'] = label
+    results.setdefault('seg_fields', [])
+    if 'gt_seg_map' not in results['seg_fields']:
+        results['seg_fields'].append('gt_seg_map')
+    return results
+
+
 @TRANSFORMS.register_module()
 class LoadImagePairFromFile(BaseTransform):
     """Read ``img_path`` (date 1) and ``img_path2`` (date 2) as RGB and stack them into ``img`` (H, W, 6) uint8.
@@ -82,17 +97,7 @@ class LoadBinaryLabel(BaseTransform):
         if image_shape is not None and grey.shape != tuple(image_shape):
             raise ValueError(f'label {path} is {grey.shape}, its image {results.get("img_path")} is '
                              f'{tuple(image_shape)}')
-        label = (grey >= self.threshold).astype(np.uint8)
-        if results.get('label_map'):
-            mapped = label.copy()
-            for old, new in results['label_map'].items():
-                mapped[label == old] = new
-            label = mapped
-        results['gt_seg_map'] = label
-        results.setdefault('seg_fields', [])
-        if 'gt_seg_map' not in results['seg_fields']:
-            results['seg_fields'].append('gt_seg_map')
-        return results
+        return store_label(results, (grey >= self.threshold).astype(np.uint8))
 
     def __repr__(self):
         return f'{self.__class__.__name__}(threshold={self.threshold}, imdecode_backend={self.imdecode_backend!r})'

@@ -18,7 +18,7 @@ from mmssm.registry import MODELS
 from ..layers.embed import LargeKernelPatchExpand
 from ..layers.linear2d import Linear2d
 from ..layers.vss_block import VSSBlock
-from ..utils.backbone import arch_from_zoo, init_linear_and_layernorm
+from ..utils.backbone import arch_from_zoo, check_unet_input, init_linear_and_layernorm
 from ..utils.checkpoint import extract_state_dict, load_pretrained, rename_by_rules, rename_keys
 from .vmamba import BLOCK_PARTS, DOWNSAMPLE_PARTS, PATCH_EMBED_PARTS, VMamba, backbone_state_dict
 
@@ -76,9 +76,7 @@ class MSVMUNet(BaseModule):
         self.final_expand = LargeKernelPatchExpand(dims[-1], dims[-1], scale=4)
 
     def forward(self, x):
-        if x.shape[-1] % 32 or x.shape[-2] % 32:
-            raise ValueError(f'MSVMUNet expects H and W multiples of 32 (skips meet the upsampled maps), got '
-                             f'{tuple(x.shape)}')
+        check_unet_input(x, self.encoder.in_channels, 'MSVMUNet')
         outputs = [out for _, out in self.encoder.stage_maps(x)]  # (batch, C_i, H_i, W_i), shallowest first
         x = outputs[-1]
         for stage, skip in zip(self.decoder, outputs[-2::-1]):

@@ -18,7 +18,7 @@ from mmssm.registry import MODELS
 
 from ..layers.embed import PatchExpand2d
 from ..layers.vss_block import VSSBlock
-from ..utils.backbone import arch_from_zoo, init_linear_and_layernorm
+from ..utils.backbone import arch_from_zoo, check_unet_input, init_linear_and_layernorm
 from ..utils.checkpoint import extract_state_dict, load_state_dict_checked, rename_by_rules, rename_keys
 from .vmamba import BLOCK_PARTS, LEGACY_BLOCK_NAMES, V0_RELEASE, VMamba, backbone_state_dict, convert_vmamba
 
@@ -79,9 +79,7 @@ class VMUNet(BaseModule):
         self.final_expand = PatchExpand2d(self.encoder.dims[0], scale=4)
 
     def forward(self, x):
-        if x.dim() != 4 or x.shape[1] != self.encoder.in_channels or x.shape[-1] % 32 or x.shape[-2] % 32:
-            raise ValueError(f'VMUNet expects (batch, {self.encoder.in_channels}, H, W) images with H and W '
-                             f'multiples of 32 (skips meet the upsampled maps), got {tuple(x.shape)}')
+        check_unet_input(x, self.encoder.in_channels, 'VMUNet')
         maps = self.encoder.stage_maps(x)
         skips = [stage_input for stage_input, _ in maps]  # the patch embed output, then each downsample's
         x = maps[-1][1]  # the last stage's output
