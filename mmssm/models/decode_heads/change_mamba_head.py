@@ -10,6 +10,8 @@ The siamese segmentor (:class:`mmssm.models.segmentors.SiameseEncoderDecoder`) r
 stacked along the batch, so every input map here is (2B, C_i, H_i, W_i): date 1 first, then date 2.
 """
 
+import re
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -107,30 +109,38 @@ RELATION_INDEX = {'1': 'parallel', '2': 'cross', '3': 'sequential'}
 SMOOTH_PARTS = {'conv1': 'conv1', 'bn1': 'bn1', 'conv2': 'conv2', 'bn2': 'bn2'}
 
 
-def _rename_decoder_key(key):
-    """Our ``decode_head.*`` key for one official ``decoder.*`` / ``main_clf.*`` key, or None."""
-    rules = [
+def change_decoder_rules(decoder, classifier, target='decode_head.'):
+    """Renaming rules (see ``rename_by_rules``) of one official ChangeDecoder under ``decoder`` (e.g. ``'decoder'``)
+    and its classifier ``classifier`` (e.g. ``'main_clf'``) -> a :class:`ChangeMambaHead` under ``target``."""
+    d, t = re.escape(decoder), target
+    return [
         # st_block_{stage}{relation} = Sequential(Conv2d, Permute or Identity, VSSBlock, Permute or Identity)
-        (r'^decoder\.st_block_(\d)([123])\.0\.(.*)$',
-         lambda m: f'fusions.{int(m[1]) - 1}.{RELATION_INDEX[m[2]]}.proj.{m[3]}'),
-        (r'^decoder\.st_block_(\d)([123])\.2\.(norm|op|norm2|mlp)\.(.*)$',
-         lambda m: f'fusions.{int(m[1]) - 1}.{RELATION_INDEX[m[2]]}.block.{BLOCK_PARTS[m[3]]}.{m[4]}'),
-        (r'^decoder\.fuse_layer_(\d)\.0\.(.*)$', lambda m: f'fusions.{int(m[1]) - 1}.fuse.conv.{m[2]}'),
-        (r'^decoder\.fuse_layer_(\d)\.1\.(.*)$', lambda m: f'fusions.{int(m[1]) - 1}.fuse.bn.{m[2]}'),
-        (r'^decoder\.smooth_layer_(\d)\.(conv1|bn1|conv2|bn2)\.(.*)$',
-         lambda m: f'smooths.{int(m[1]) - 1}.{SMOOTH_PARTS[m[2]]}.{m[3]}'),
-        (r'^main_clf\.(.*)$', lambda m: f'conv_seg.{m[1]}'),
+        (rf'^{d}\.st_block_(\d)([123])\.0\.(.*)$',
+         lambda m: f'{t}fusions.{int(m[1]) - 1}.{RELATION_INDEX[m[2]]}.proj.{m[3]}'),
+        (rf'^{d}\.st_block_(\d)([123])\.2\.(norm|op|norm2|mlp)\.(.*)$',
+         lambda m: f'{t}fusions.{int(m[1]) - 1}.{RELATION_INDEX[m[2]]}.block.{BLOCK_PARTS[m[3]]}.{m[4]}'),
+        (rf'^{d}\.fuse_layer_(\d)\.0\.(.*)$', lambda m: f'{t}fusions.{int(m[1]) - 1}.fuse.conv.{m[2]}'),
+        (rf'^{d}\.fuse_layer_(\d)\.1\.(.*)$', lambda m: f'{t}fusions.{int(m[1]) - 1}.fuse.bn.{m[2]}'),
+        (rf'^{d}\.smooth_layer_(\d)\.(conv1|bn1|conv2|bn2)\.(.*)$',
+         lambda m: f'{t}smooths.{int(m[1]) - 1}.{SMOOTH_PARTS[m[2]]}.{m[3]}'),
+        (rf'^{re.escape(classifier)}\.(.*)$', lambda m: f'{t}conv_seg.{m[1]}'),
     ]
-    new_key = rename_by_rules(key, rules)
-    return new_key and 'decode_head.' + new_key
+
+
+def convert_official(official_state_dict, rules, what):
+    """Official MambaCD weights (a bare state dict as the official training scripts save it, or under ``model``) ->
+    a segmentor state dict: ``encoder.*`` -> ``backbone.*`` (:class:`mmssm.VMamba`), every other key by ``rules``.
+    ``what``: (converter name, official model name) for the error listing keys that no rule knows."""
+    state_dict = official_state_dict.get('model', official_state_dict)
+    encoder = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
+    decoders = {k: v for k, v in state_dict.items() if not k.startswith('encoder.')}
+    converted = rename_keys(decoders, lambda key: rename_by_rules(key, rules), what)
+    return {**convert_vmamba(encoder), **linear_shaped(converted)}  # backbone.* (no classifier), decoders
 
 
 def convert_changemamba(official_state_dict):
     """Official MambaBCD weights (``encoder.*``, ``decoder.*``, ``main_clf.*``; a bare state dict as the official
     training script saves it, or under ``model``) -> a :class:`SiameseEncoderDecoder` state dict (``backbone.*``
     for :class:`mmssm.VMamba`, ``decode_head.*`` for :class:`ChangeMambaHead`). Unknown keys are an error."""
-    state_dict = official_state_dict.get('model', official_state_dict)
-    encoder = {k[len('encoder.'):]: v for k, v in state_dict.items() if k.startswith('encoder.')}
-    decoder = {k: v for k, v in state_dict.items() if not k.startswith('encoder.')}
-    converted = rename_keys(decoder, _rename_decoder_key, ('convert_changemamba', 'MambaBCD'))
-    return {**convert_vmamba(encoder), **linear_shaped(converted)}  # backbone.* (no classifier), decode_head.*
+    return convert_official(official_state_dict, change_decoder_rules('decoder', 'main_clf'),
+                            ('convert_changemamba', 'MambaBCD'))
