@@ -27,8 +27,10 @@ CHANNELS = 16  # the decoder's width (128 in MambaCD)
 # --------------------------------------------------------------------------------------------------------------
 # the official layout and forward, independent of mmssm.models
 
-def official_mambabcd_state_dict(arch, channels, seed=0, device='cpu'):
-    """Random weights under STMambaBCD's key names: ``encoder.*`` (Backbone_VSSM), ``decoder.*``, ``main_clf.*``."""
+def official_mambabcd_state_dict(arch, channels, seed=0, device='cpu', decoder='decoder', classifier='main_clf',
+                                 num_classes=2):
+    """Random weights under STMambaBCD's key names: ``encoder.*`` (Backbone_VSSM), ``decoder.*``, ``main_clf.*``
+    (MambaSCD / MambaBDA name their ChangeDecoder and its classifier ``decoder`` and ``classifier``)."""
     sd = {'encoder.' + k: v for k, v in official_state_dict(arch, out_indices=(0, 1, 2, 3), seed=seed,
                                                              device=device).items()}
     dims = [VMamba.resolve_arch(arch)['embed_dims'] * 2 ** i for i in range(4)]
@@ -46,23 +48,23 @@ def official_mambabcd_state_dict(arch, channels, seed=0, device='cpu'):
 
     for stage, dim in enumerate(dims, start=1):
         for relation, in_channels in (('1', 2 * dim), ('2', dim), ('3', dim)):
-            p = f'decoder.st_block_{stage}{relation}.'
+            p = f'{decoder}.st_block_{stage}{relation}.'
             sd.update({p + '0.weight': rand(channels, in_channels, 1, 1, scale=in_channels ** -0.5),
                        p + '0.bias': rand(channels)})
             block = official_state_dict(dict(embed_dims=channels, depths=(1,)), out_indices=(),
                                         seed=seed + 10 * stage + int(relation), device=device)
             sd.update({p + '2.' + k[len('layers.0.blocks.0.'):]: v for k, v in block.items()
                        if k.startswith('layers.0.blocks.0.')})
-        sd.update({f'decoder.fuse_layer_{stage}.0.weight': rand(channels, 5 * channels, 1, 1, scale=0.1),
-                   f'decoder.fuse_layer_{stage}.0.bias': rand(channels)})
-        batch_norm(f'decoder.fuse_layer_{stage}.1.', channels)
+        sd.update({f'{decoder}.fuse_layer_{stage}.0.weight': rand(channels, 5 * channels, 1, 1, scale=0.1),
+                   f'{decoder}.fuse_layer_{stage}.0.bias': rand(channels)})
+        batch_norm(f'{decoder}.fuse_layer_{stage}.1.', channels)
     for stage in (1, 2, 3):
-        p = f'decoder.smooth_layer_{stage}.'
+        p = f'{decoder}.smooth_layer_{stage}.'
         for conv in ('conv1', 'conv2'):
             sd[p + conv + '.weight'] = rand(channels, channels, 3, 3, scale=0.05)
         batch_norm(p + 'bn1.', channels)
         batch_norm(p + 'bn2.', channels)
-    sd.update({'main_clf.weight': rand(2, channels, 1, 1), 'main_clf.bias': rand(2)})
+    sd.update({f'{classifier}.weight': rand(num_classes, channels, 1, 1), f'{classifier}.bias': rand(num_classes)})
     return sd
 
 
@@ -75,9 +77,9 @@ def official_st_block(x, sd, p):
     return official_block_v2(F.conv2d(x, sd[p + '0.weight'], sd[p + '0.bias']), sd, p + '2.')
 
 
-def official_stage(pre, post, sd, stage):
+def official_stage(pre, post, sd, stage, decoder='decoder'):
     B, C, H, W = pre.shape
-    p = f'decoder.st_block_{stage}'
+    p = f'{decoder}.st_block_{stage}'
     p1 = official_st_block(torch.cat([pre, post], dim=1), sd, p + '1.')
     interleaved = pre.new_empty(B, C, H, 2 * W)
     interleaved[:, :, :, ::2] = pre
@@ -88,7 +90,7 @@ def official_stage(pre, post, sd, stage):
     side_by_side[:, :, :, W:] = post
     p3 = official_st_block(side_by_side, sd, p + '3.')
     fused = torch.cat([p1, p2[:, :, :, ::2], p2[:, :, :, 1::2], p3[:, :, :, 0:W], p3[:, :, :, W:]], dim=1)
-    q = f'decoder.fuse_layer_{stage}.'
+    q = f'{decoder}.fuse_layer_{stage}.'
     return F.relu(bn_eval(F.conv2d(fused, sd[q + '0.weight'], sd[q + '0.bias']), sd, q + '1.'))
 
 
@@ -98,18 +100,31 @@ def official_res_block(x, sd, p):
     return F.relu(out + x)
 
 
+def official_encoder(sd, image, arch):
+    """Backbone_VSSM.forward of the ``encoder.*`` weights: four stage maps."""
+    encoder = {k[len('encoder.'):]: v for k, v in sd.items() if k.startswith('encoder.')}
+    return official_forward(encoder, image, arch, out_indices=(0, 1, 2, 3))
+
+
+def official_change_decoder(sd, pre_features, post_features, decoder='decoder'):
+    """ChangeDecoder.forward in eval mode: (B, 128, H / 4, W / 4)."""
+    x = official_stage(pre_features[3], post_features[3], sd, 4, decoder)
+    for stage in (3, 2, 1):
+        shallower = official_stage(pre_features[stage - 1], post_features[stage - 1], sd, stage, decoder)
+        x = F.interpolate(x, size=shallower.shape[2:], mode='bilinear') + shallower
+        x = official_res_block(x, sd, f'{decoder}.smooth_layer_{stage}.')
+    return x
+
+
+def official_classify(sd, x, classifier, size):
+    """A 1x1-conv classifier, then bilinear to the input ``size``."""
+    return F.interpolate(F.conv2d(x, sd[classifier + '.weight'], sd[classifier + '.bias']), size=size, mode='bilinear')
+
+
 def official_mambabcd(sd, pre, post, arch):
     """STMambaBCD.forward in eval mode: logits (B, 2, H, W)."""
-    encoder = {k[len('encoder.'):]: v for k, v in sd.items() if k.startswith('encoder.')}
-    pre_features = official_forward(encoder, pre, arch, out_indices=(0, 1, 2, 3))
-    post_features = official_forward(encoder, post, arch, out_indices=(0, 1, 2, 3))
-    x = official_stage(pre_features[3], post_features[3], sd, 4)
-    for stage in (3, 2, 1):
-        shallower = official_stage(pre_features[stage - 1], post_features[stage - 1], sd, stage)
-        x = F.interpolate(x, size=shallower.shape[2:], mode='bilinear') + shallower
-        x = official_res_block(x, sd, f'decoder.smooth_layer_{stage}.')
-    logits = F.conv2d(x, sd['main_clf.weight'], sd['main_clf.bias'])
-    return F.interpolate(logits, size=pre.shape[-2:], mode='bilinear')
+    x = official_change_decoder(sd, official_encoder(sd, pre, arch), official_encoder(sd, post, arch))
+    return official_classify(sd, x, 'main_clf', pre.shape[-2:])
 
 
 # --------------------------------------------------------------------------------------------------------------
