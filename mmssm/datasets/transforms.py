@@ -1,7 +1,9 @@
 """Transforms for change detection and binary segmentation, registered in ``mmssm.registry.TRANSFORMS``.
 
-Binary masks (LEVIR-CD change maps, ISIC lesion masks; 0 / 255 pngs) load with ``LoadBinaryLabel``; VM-UNet's input
-scaling is ``MinMaxStretch`` and its evaluation at the resized size ``ResizedAsOriginal``.
+Binary masks (LEVIR-CD change maps, ISIC lesion masks; 0 / 255 pngs) load with ``LoadBinaryLabel``, class-index
+maps (SECOND land cover, xBD buildings and damage) with ``LoadIndexLabel`` into any ``gt_seg_map*`` field and
+``MapLabelValues`` relabels them; VM-UNet's input scaling is ``MinMaxStretch`` and its evaluation at the resized size
+``ResizedAsOriginal``.
 
 For change detection the two dates travel as ONE 6-channel image, ``results['img']`` (H, W, 6) uint8, RGB of date 1
 then RGB of date 2, so mmseg's geometric transforms (``RandomCrop``, ``RandomFlip``, ``Resize``, ...) move both dates
@@ -24,19 +26,27 @@ def _read(path, flag, backend, backend_args, **kwargs):
     return image
 
 
-def store_label(results, label):
-    """Put a uint8 label map into ``results['gt_seg_map']`` as mmseg's LoadAnnotations does: the dataset's
-    ``label_map`` applied, 'gt_seg_map' added to ``seg_fields`` (so geometric transforms move it with the image)."""
-    if results.get('label_map'):
+def store_label(results, label, field='gt_seg_map'):
+    """Put a uint8 label map into ``results[field]`` as mmseg's LoadAnnotations does: for ``gt_seg_map`` the dataset's
+    ``label_map`` applied, ``field`` added to ``seg_fields`` (so geometric transforms move it with the image)."""
+    if field == 'gt_seg_map' and results.get('label_map'):
         mapped = label.copy()
         for old, new in results['label_map'].items():
             mapped[label == old] = new
         label = mapped
-    results['gt_seg_map'] = label
+    results[field] = label
     results.setdefault('seg_fields', [])
-    if 'gt_seg_map' not in results['seg_fields']:
-        results['seg_fields'].append('gt_seg_map')
+    if field not in results['seg_fields']:
+        results['seg_fields'].append(field)
     return results
+
+
+def check_label_size(results, label, path):
+    """ValueError naming both files when ``label`` is not the size of its image (``ori_shape``, else ``img_shape``)."""
+    image_shape = results.get('ori_shape', results.get('img_shape'))
+    if image_shape is not None and label.shape[:2] != tuple(image_shape):
+        raise ValueError(f'label {path} is {label.shape[:2]}, its image {results.get("img_path")} is '
+                         f'{tuple(image_shape)}')
 
 
 @TRANSFORMS.register_module()
@@ -93,14 +103,76 @@ class LoadBinaryLabel(BaseTransform):
     def transform(self, results):
         path = results['seg_map_path']
         grey = _read(path, 'grayscale', self.imdecode_backend, self.backend_args)  # (H, W)
-        image_shape = results.get('ori_shape', results.get('img_shape'))
-        if image_shape is not None and grey.shape != tuple(image_shape):
-            raise ValueError(f'label {path} is {grey.shape}, its image {results.get("img_path")} is '
-                             f'{tuple(image_shape)}')
+        check_label_size(results, grey, path)
         return store_label(results, (grey >= self.threshold).astype(np.uint8))
 
     def __repr__(self):
         return f'{self.__class__.__name__}(threshold={self.threshold}, imdecode_backend={self.imdecode_backend!r})'
+
+
+@TRANSFORMS.register_module()
+class LoadIndexLabel(BaseTransform):
+    """Read the class-index png ``results[path_key]`` as it is into ``results[field]`` (uint8), e.g. SECOND land cover
+    (``seg_map_path_t1`` -> ``gt_seg_map_t1``) or xBD damage levels; appends ``field`` to ``seg_fields``.
+
+    A 3-channel png must hold the same index in every channel (the official xBD masks; the first channel is read);
+    a colour-coded map (SECOND's original RGB labels) is a ValueError: convert it to class indices first. The size
+    is checked against the image as in :class:`LoadBinaryLabel`.
+
+    Args:
+        path_key: the key of the file path. field: the key of the loaded map (``gt_seg_map`` for the main label).
+        imdecode_backend: ``mmcv.imfrombytes`` backend. backend_args: ``mmengine.fileio`` backend arguments.
+    """
+
+    def __init__(self, path_key='seg_map_path', field='gt_seg_map', imdecode_backend='cv2', backend_args=None):
+        self.path_key = path_key
+        self.field = field
+        self.imdecode_backend = imdecode_backend
+        self.backend_args = backend_args
+
+    def transform(self, results):
+        path = results[self.path_key]
+        label = _read(path, 'unchanged', self.imdecode_backend, self.backend_args)  # (H, W) or (H, W, C)
+        if label.dtype != np.uint8:
+            raise ValueError(f'class-index label {path} must be 8-bit, got {label.dtype}')
+        if label.ndim == 3:
+            if label.shape[2] not in (3, 4) or (label[..., :3] != label[..., :1]).any():
+                raise ValueError(f'label {path} is a colour image ({label.shape[2]} channels that differ): '
+                                 'convert it to one channel of class indices')
+            label = np.ascontiguousarray(label[..., 0])  # (H, W, C) -> (H, W)
+        check_label_size(results, label, path)
+        return store_label(results, label, self.field)
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(path_key={self.path_key!r}, field={self.field!r})'
+
+
+@TRANSFORMS.register_module()
+class MapLabelValues(BaseTransform):
+    """Replace label values in the maps ``fields``: ``mapping`` {old: new}, applied at once (a new value is never
+    mapped again). MambaCD's training ignores the "no change" land cover of SECOND and the background damage level
+    of xBD: ``mapping={0: 255}`` after the geometric transforms, in the training pipeline only.
+    """
+
+    def __init__(self, mapping, fields=('gt_seg_map', )):
+        if not mapping or not fields:
+            raise ValueError(f'MapLabelValues needs a mapping and fields, got {mapping!r} and {fields!r}')
+        self.mapping = dict(mapping)
+        self.fields = tuple(fields)
+
+    def transform(self, results):
+        for field in self.fields:
+            if field not in results:
+                raise KeyError(f'MapLabelValues: no {field} in the results (keys: {sorted(results)})')
+            label = results[field]
+            mapped = label.copy()
+            for old, new in self.mapping.items():
+                mapped[label == old] = new
+            results[field] = mapped
+        return results
+
+    def __repr__(self):
+        return f'{self.__class__.__name__}(mapping={self.mapping}, fields={self.fields})'
 
 
 @TRANSFORMS.register_module()
