@@ -51,6 +51,7 @@ TINY_HEADS = {
         test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=100), rcnn=dict(score_thr=0.0))),
     'EncoderDecoder': dict(decode_head=dict(channels=16), auxiliary_head=dict(channels=16)),
     'mmssm.SiameseEncoderDecoder': dict(decode_head=dict(channels=16)),
+    'mmssm.SemanticChangeEncoderDecoder': dict(decode_head=dict(channels=16), semantic_head=dict(channels=16)),
 }
 # default_scope -> divisor of image sizes in pipelines (224 -> 32, 1333x800 -> 83x50, 512 crops -> 64)
 SIZE_FACTORS = {'mmpretrain': 7, 'mmdet': 16, 'mmseg': 8}
@@ -62,10 +63,12 @@ EXPECTED_METRICS = {
     'CocoMetric': ('coco/bbox_mAP', 'coco/segm_mAP'),
     'IoUMetric': ('mIoU', ),
     'ChangeDetectionMetric': ('precision', 'recall', 'F1', 'IoU', 'OA', 'kappa'),
+    'SemanticChangeMetric': ('SeK', 'Fscd', 'mIoU', 'OA'),
+    'DamageAssessmentMetric': ('F1_loc', 'F1_clf', 'F1_oa', 'F1_no_damage', 'F1_destroyed'),
     'ISICMetric': ('Acc', 'Sensitivity', 'Specificity', 'DSC', 'mIoU'),
     'SynapseMetric': ('mDice', 'mHD95'),
 }
-SIGNED_METRICS = {'kappa'}
+SIGNED_METRICS = {'kappa', 'SeK'}
 # backbone type -> the multiple its shrunk image sizes must be (U-Nets: skips meet maps upsampled from 1/32)
 SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32}  # metrics in percent that range over [-100, 100]
 

@@ -88,6 +88,8 @@ def set_model_channels(model, channels):
     detector (FPN) or an encoder-decoder segmentor, in place."""
     if 'decode_head' in model:  # a list for multi-level heads, an int after a one-output (U-Net) backbone
         model.decode_head.in_channels = list(channels) if len(channels) > 1 else channels[0]
+        if model.get('semantic_head'):  # SemanticChangeEncoderDecoder's per-date head
+            model.semantic_head.in_channels = list(channels)
         if model.get('auxiliary_head'):
             model.auxiliary_head.in_channels = channels[model.auxiliary_head.in_index]
     elif model.get('neck') and 'in_channels' in model.neck:

@@ -1,5 +1,5 @@
-"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD, ISIC, Synapse and ACDC, for
-end-to-end tests of configs.
+"""Tiny datasets in the real on-disk formats of ImageNet, COCO, ADE20K, LEVIR-CD, SECOND, xBD, ISIC, Synapse and
+ACDC, for end-to-end tests of configs.
 
 Each ``make_*`` function writes a handful of small shape pictures (``mmssm.datasets.shapes``) into ``root`` in
 exactly the layout the config's dataset class reads, and returns ``root``; point the config's ``data_root`` at it.
@@ -11,6 +11,8 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_coco`` | ``{train,val}2017/*.jpg``, ``annotations/instances_{train,val}2017.json`` (polygons) | mmdet ``CocoDataset`` |
 | ``make_ade20k`` | ``images/{training,validation}/*.jpg``, ``annotations/{training,validation}/*.png`` | mmseg ``ADE20KDataset`` |
 | ``make_levir_cd`` | ``{train,val,test}/{A,B,label}/*.png`` (label 0 / 255 = changed) | ``mmssm.LEVIRCDDataset`` |
+| ``make_second`` | ``{train,test}/{T1,T2,GT_CD,GT_T1,GT_T2}/*.png``, ``{split}_list.txt`` | ``mmssm.SECONDDataset`` |
+| ``make_xbd`` | ``{train,test}/{images,targets}/<name>_{pre,post}_disaster*.png``, ``{split}.txt`` | ``mmssm.XBDDataset`` |
 | ``make_isic`` | ``{train,val}/{images,masks}/*.png`` (mask ``<id>_segmentation.png``, 0 / 255) | ``mmssm.ISICDataset`` |
 | ``make_synapse`` | ``train_npz/*.npz``, ``test_vol_h5/<case>.npy.h5``, ``lists/lists_Synapse/*.txt`` | ``mmssm.SynapseDataset`` |
 | ``make_acdc`` | ``{train,valid}/*.npz`` slices, ``test/*_volume_E[DS].npz``, ``lists/lists_ACDC/*.txt`` | ``mmssm.ACDCDataset`` |
@@ -170,6 +172,65 @@ def make_levir_cd(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
             _save_png(dates[0], root / split / 'A' / name)
             _save_png(dates[1], root / split / 'B' / name)
             _save_png(np.where(changed, 255, 0).astype(np.uint8), root / split / 'label' / name)
+    return str(root)
+
+
+def _land_cover(seed, split, index, size, max_shapes, layer, common_cover):
+    """A picture of a scene's shapes and its land cover: 1 + shape kind on the shapes, ``common_cover`` elsewhere."""
+    shapes, _, kind_map = _scene(seed, split, index, size, max_shapes, layer)
+    return shapes, kind_map >= 0, np.where(kind_map >= 0, kind_map + 1, common_cover)
+
+
+def make_second(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
+    """SECOND in MambaCD's layout: ``{split}/{T1,T2}`` (RGB png), ``{split}/GT_CD`` (0 / 255 png),
+    ``{split}/{GT_T1,GT_T2}`` (land-cover indices, 0 where unchanged) and ``{split}_list.txt``, splits train and test.
+
+    Both dates share one scene; each date has the shapes of a scene of its own pasted on. Land cover is 1 + shape
+    kind (1..4) on a shape and 5 (building) on the shared scene's shapes, 2 elsewhere; a pixel changed where the two
+    dates' land cover differs.
+    """
+    root = Path(root)
+    for split, count in (('train', num_train), ('test', num_val)):
+        names = []
+        for index in range(count):
+            common, _, common_kinds = _scene(seed, split, index, size, max_shapes)
+            common_cover = np.where(common_kinds >= 0, 5, 2)
+            dates, covers = [], []
+            for layer in (1, 2):
+                shapes, pasted, cover = _land_cover(seed, split, index, size, max_shapes, layer, common_cover)
+                dates.append(np.where(pasted[..., None], shapes, common))  # (H, W, 1) mask over (H, W, 3)
+                covers.append(cover)
+            changed = covers[0] != covers[1]
+            names.append(f'{index + 1:05d}.png')
+            for folder, image in (('T1', dates[0]), ('T2', dates[1]), ('GT_CD', np.where(changed, 255, 0)),
+                                  ('GT_T1', covers[0] * changed), ('GT_T2', covers[1] * changed)):
+                _save_png(np.asarray(image, dtype=np.uint8), root / split / folder / names[-1])
+        (root / f'{split}_list.txt').write_text('\n'.join(names) + '\n')
+    return str(root)
+
+
+def make_xbd(root, num_train=4, num_val=2, size=64, max_shapes=3, seed=0):
+    """xBD in MambaCD's layout: ``{split}/images/<name>_{pre,post}_disaster.png`` (RGB) and
+    ``{split}/targets/<name>_{pre,post}_disaster_target.png`` (buildings 0 / 1; damage 0..4, 255 unclassified) with
+    ``{split}.txt`` name lists, splits train and test.
+
+    The pre-event scene's shapes are buildings; shape kind k gets damage level k + 1 (kind 3: destroyed) and is
+    darkened in the post-event image by that level; one building of the first training image is unclassified.
+    """
+    root = Path(root)
+    for split, count in (('train', num_train), ('test', num_val)):
+        names = []
+        for index in range(count):
+            pre, _, kinds = _scene(seed, split, index, size, max_shapes)
+            damage = np.where(kinds >= 0, kinds + 1, 0).astype(np.uint8)  # (H, W)
+            post = (pre * (1 - 0.2 * damage[..., None])).astype(np.uint8)  # darker by damage level
+            if split == 'train' and index == 0:
+                damage[damage == damage.max()] = 255
+            names.append(f'tiny-disaster_{index:08d}')
+            for date, image, target in (('pre', pre, (kinds >= 0).astype(np.uint8)), ('post', post, damage)):
+                _save_png(image, root / split / 'images' / f'{names[-1]}_{date}_disaster.png')
+                _save_png(target, root / split / 'targets' / f'{names[-1]}_{date}_disaster_target.png')
+        (root / f'{split}.txt').write_text('\n'.join(names) + '\n')
     return str(root)
 
 
@@ -343,6 +404,8 @@ TINY_DATASETS = {
     'CocoDataset': make_coco,
     'ADE20KDataset': make_ade20k,
     'LEVIRCDDataset': make_levir_cd,
+    'SECONDDataset': make_second,
+    'XBDDataset': make_xbd,
     'ISICDataset': make_isic,
     'SynapseDataset': make_synapse,
     'ACDCDataset': make_acdc,
