@@ -48,6 +48,26 @@ def nnunet_2d_plan(patch_size, num_stages):
                 patch_size=(patch_size, patch_size))
 
 
+def plan_from_nnunet(plans, configuration='2d'):
+    """Our plan dict from an nnU-Net v2 ``nnUNetPlans.json`` (as a dict; also ``init_args['plans']`` of a
+    ``checkpoint_final.pth``): the keys U-Mamba's ``get_umamba_*_2d_from_plans`` read."""
+    config = plans.get('configurations', {}).get(configuration)
+    needed = ('UNet_base_num_features', 'unet_max_num_features', 'conv_kernel_sizes', 'pool_op_kernel_sizes',
+              'n_conv_per_stage_encoder', 'n_conv_per_stage_decoder', 'patch_size')
+    if config is None or any(key not in config for key in needed):
+        raise ValueError(f'plan_from_nnunet: configuration {configuration!r} with the keys {needed} not found '
+                         '(an nnU-Net v2 plans file of the release U-Mamba uses)')
+    if any(len(size) != 2 for size in config['conv_kernel_sizes']):
+        raise ValueError(f'plan_from_nnunet: configuration {configuration!r} is not 2D')
+    num_stages = len(config['conv_kernel_sizes'])
+    base, most = config['UNet_base_num_features'], config['unet_max_num_features']
+    return dict(features=tuple(min(base * 2 ** i, most) for i in range(num_stages)),
+                strides=tuple(tuple(s) for s in config['pool_op_kernel_sizes']),
+                kernel_sizes=tuple(tuple(k) for k in config['conv_kernel_sizes']),
+                encoder_blocks=tuple(config['n_conv_per_stage_encoder']),
+                decoder_blocks=tuple(config['n_conv_per_stage_decoder']), patch_size=tuple(config['patch_size']))
+
+
 def _pair(value):
     return (value, value) if isinstance(value, int) else tuple(value)
 
