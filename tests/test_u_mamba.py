@@ -147,7 +147,8 @@ def lrelu(x):
 
 def official_stage(sd, p, x, stride, blocks):
     q = p + '0.'  # BasicResBlock
-    y = inorm(sd, q + 'norm2.', conv(sd, q + 'conv2.', lrelu(inorm(sd, q + 'norm1.', conv(sd, q + 'conv1.', x, stride)))))
+    y = lrelu(inorm(sd, q + 'norm1.', conv(sd, q + 'conv1.', x, stride)))
+    y = inorm(sd, q + 'norm2.', conv(sd, q + 'conv2.', y))
     x = lrelu(y + conv(sd, q + 'conv3.', x, stride))
     for j in range(1, blocks):  # BasicBlockD through all_modules
         q = f'{p}{j}.conv'

@@ -1,7 +1,7 @@
 """Datasets and transforms registered in ``mmssm.registry`` (DATASETS, TRANSFORMS), and the shape renderer behind the
 demo and test data.
 
-``LEVIRCDDataset``, ``ISICDataset``, ``SynapseDataset`` and ``ACDCDataset`` subclass mmseg's ``BaseSegDataset``: they
+``LEVIRCDDataset``, ``ISICDataset``, ``SynapseDataset``, ``ACDCDataset`` and ``NNUNetRaw2DDataset`` subclass mmseg's ``BaseSegDataset``: they
 are registered only where mmsegmentation is installed (an optional library, ``requirements/mmseg.txt``), so
 classification-only installs still import this package; an mmseg config fails earlier, in
 ``mmssm.apis.load_config``, with the install command. The volume-slice transforms (``slice_transforms``) import scipy
@@ -23,7 +23,9 @@ if importlib.util.find_spec('mmseg') is not None:
     from .acdc import ACDCDataset  # noqa: F401
     from .isic import ISICDataset  # noqa: F401
     from .levir_cd import LEVIRCDDataset  # noqa: F401
+    from .nnunet_raw import LoadNNUNetImage, NNUNetRaw2DDataset, ZScoreNormalize  # noqa: F401
     from .synapse import SYNAPSE_META_KEYS, SynapseDataset  # noqa: F401
     from .volume_slices import VOLUME_META_KEYS, VolumeSliceDataset  # noqa: F401
-    __all__ += ['ACDCDataset', 'ISICDataset', 'LEVIRCDDataset', 'SYNAPSE_META_KEYS', 'SynapseDataset',
+    __all__ += ['ACDCDataset', 'ISICDataset', 'LEVIRCDDataset', 'LoadNNUNetImage', 'NNUNetRaw2DDataset',
+                'SYNAPSE_META_KEYS', 'SynapseDataset', 'ZScoreNormalize',
                 'VOLUME_META_KEYS', 'VolumeSliceDataset']
