@@ -32,7 +32,7 @@ def test_dataset_reads_layout_and_dataset_json(tmp_path):
     root = make_nnunet_raw_2d(tmp_path / 'tiny', num_train=3, num_test=2)
     train = NNUNetRaw2DDataset(data_root=root)
     test = NNUNetRaw2DDataset(data_root=root, split='Ts', test_mode=True)
-    assert train.metainfo['classes'] == ('background', 'round', 'angular')
+    assert train.metainfo['classes'] == ('background', 'shape')
     assert len(train) == 3 and len(test) == 2
     info = train.get_data_info(0)
     assert info['case'] == 'tiny_tr000' and info['channel_paths'] == [info['img_path']]

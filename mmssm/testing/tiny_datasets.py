@@ -340,11 +340,12 @@ def make_acdc(root, num_train=2, num_valid=1, num_test=2, depth=4, size=64, seed
 
 
 def make_nnunet_raw_2d(root, num_train=4, num_test=2, size=64, seed=0):
-    """An nnU-Net v2 raw 2D data set: ``dataset.json`` (channels R, G, B; labels background, round, angular; ending
-    .png), one RGB ``<case>_0000.png`` per case and a label map with values 0 / 1 / 2 (a shape's kind parity + 1)."""
+    """An nnU-Net v2 raw 2D data set: ``dataset.json`` (channels R, G, B; labels background, shape; ending .png), one
+    RGB ``<case>_0000.png`` per case and a label map with values 0 / 1 (binary, so that it fits every config's
+    number of classes)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    meta = dict(channel_names={'0': 'R', '1': 'G', '2': 'B'}, labels=dict(background=0, round=1, angular=2),
+    meta = dict(channel_names={'0': 'R', '1': 'G', '2': 'B'}, labels=dict(background=0, shape=1),
                 numTraining=num_train, file_ending='.png', name='Dataset999_Tiny')
     (root / 'dataset.json').write_text(json.dumps(meta, indent=1))
     for split, count, seed_split in (('Tr', num_train, 'train'), ('Ts', num_test, 'val')):
@@ -352,7 +353,7 @@ def make_nnunet_raw_2d(root, num_train=4, num_test=2, size=64, seed=0):
             image, _, kind_map = _scene(seed, seed_split, index, size, ISIC_MAX_SHAPES)
             case = f'tiny_{split.lower()}{index:03d}'
             _save_png(image, root / f'images{split}' / f'{case}_0000.png')
-            label = np.where(kind_map >= 0, kind_map % 2 + 1, 0).astype(np.uint8)
+            label = np.where(kind_map >= 0, 1, 0).astype(np.uint8)
             _save_png(label, root / f'labels{split}' / f'{case}.png')
     return str(root)
 
