@@ -32,6 +32,11 @@ TINY_BACKBONES = {
                      (16, )),  # one output: the decoder's, C/4 channels at full resolution
     'mmssm.MSVMUNet': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1)), decoder_depths=(1, 1, 1)), (16, )),
     'mmssm.Vim': (dict(arch=dict(embed_dims=16, num_layers=4)), (16, 16, 16, 16)),
+    'mmssm.UMamba': (dict(arch=dict(features=(16, 32, 48), strides=(1, 2, 2), kernel_sizes=(3, 3, 3),
+                                    encoder_blocks=(1, 1, 1), decoder_blocks=(1, 1), patch_size=(64, 64))),
+                     (16, 32)),  # deep-supervision outputs, highest resolution first
+    'mmssm.LightMUNet': (dict(arch=dict(init_filters=16, blocks_down=(1, 1, 1, 1), blocks_up=(1, 1, 1), num_groups=8)),
+                         (16, )),
     'mmssm.SpatialMamba': (dict(arch=dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1))), (16, 32, 64, 128)),
     'mmssm.GroupMamba': (dict(arch=dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2),
                                         stem_hidden_dims=8)), (16, 32, 48, 64)),
@@ -67,10 +72,11 @@ EXPECTED_METRICS = {
     'DamageAssessmentMetric': ('F1_loc', 'F1_clf', 'F1_oa', 'F1_no_damage', 'F1_destroyed'),
     'ISICMetric': ('Acc', 'Sensitivity', 'Specificity', 'DSC', 'mIoU'),
     'SynapseMetric': ('mDice', 'mHD95'),
+    'DiceNSDMetric': ('DSC', 'NSD'),
 }
-SIGNED_METRICS = {'kappa', 'SeK'}
+SIGNED_METRICS = {'kappa', 'SeK'}  # metrics in percent that range over [-100, 100]
 # backbone type -> the multiple its shrunk image sizes must be (U-Nets: skips meet maps upsampled from 1/32)
-SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32}  # metrics in percent that range over [-100, 100]
+SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32, 'mmssm.UMamba': 4, 'mmssm.LightMUNet': 8}
 
 # what decides whether two shrunk configs run the same way
 SIGNATURE_KEYS = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'train_cfg', 'optim_wrapper',

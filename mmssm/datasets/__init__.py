@@ -1,9 +1,9 @@
 """Datasets and transforms registered in ``mmssm.registry`` (DATASETS, TRANSFORMS), and the shape renderer behind the
 demo and test data.
 
-``LEVIRCDDataset``, ``SECONDDataset``, ``XBDDataset``, ``ISICDataset``, ``SynapseDataset`` and ``ACDCDataset``
-subclass mmseg's ``BaseSegDataset``: they (and ``PackMultiLabelSegInputs``, mmseg's packer) are registered only where
-mmsegmentation is installed (an optional library, ``requirements/mmseg.txt``), so
+``LEVIRCDDataset``, ``SECONDDataset``, ``XBDDataset``, ``ISICDataset``, ``SynapseDataset``, ``ACDCDataset`` and
+``NNUNetRaw2DDataset`` subclass mmseg's ``BaseSegDataset``: they (and ``PackMultiLabelSegInputs``, mmseg's packer)
+are registered only where mmsegmentation is installed (an optional library, ``requirements/mmseg.txt``), so
 classification-only installs still import this package; an mmseg config fails earlier, in
 ``mmssm.apis.load_config``, with the install command. The volume-slice transforms (``slice_transforms``) import scipy
 and h5py only when they run.
@@ -27,10 +27,11 @@ if importlib.util.find_spec('mmseg') is not None:
     from .formatting import PackMultiLabelSegInputs  # noqa: F401
     from .isic import ISICDataset  # noqa: F401
     from .levir_cd import LEVIRCDDataset  # noqa: F401
+    from .nnunet_raw import LoadNNUNetImage, NNUNetRaw2DDataset, ZScoreNormalize  # noqa: F401
     from .second import SECOND_LAND_COVER, SECONDDataset  # noqa: F401
     from .synapse import SYNAPSE_META_KEYS, SynapseDataset  # noqa: F401
     from .volume_slices import VOLUME_META_KEYS, VolumeSliceDataset  # noqa: F401
     from .xbd import XBD_DAMAGE, XBDDataset  # noqa: F401
-    __all__ += ['ACDCDataset', 'ISICDataset', 'LEVIRCDDataset', 'PackMultiLabelSegInputs', 'SECONDDataset',
-                'SECOND_LAND_COVER', 'SYNAPSE_META_KEYS', 'SynapseDataset', 'VOLUME_META_KEYS', 'VolumeSliceDataset',
-                'XBDDataset', 'XBD_DAMAGE']
+    __all__ += ['ACDCDataset', 'ISICDataset', 'LEVIRCDDataset', 'LoadNNUNetImage', 'NNUNetRaw2DDataset',
+                'PackMultiLabelSegInputs', 'SECONDDataset', 'SECOND_LAND_COVER', 'SYNAPSE_META_KEYS', 'SynapseDataset',
+                'VOLUME_META_KEYS', 'VolumeSliceDataset', 'XBDDataset', 'XBD_DAMAGE', 'ZScoreNormalize']

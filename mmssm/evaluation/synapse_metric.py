@@ -32,46 +32,12 @@ from mmengine.logging import print_log
 from mmssm.datasets.slice_transforms import ACDC_STRUCTURES, SYNAPSE_ORGANS
 from mmssm.registry import METRICS
 
+from .surface_distance import dice_coefficient, hd95
+
 VOLUME_KEYS = ('case_name', 'slice_index', 'num_slices')
 # class names by number of classes (with the background) for a metric without dataset_meta, as the official
 # CLASS_COLOR_MAPS (MSVM-UNet utils.py)
 DEFAULT_CLASS_NAMES = {len(SYNAPSE_ORGANS) + 1: SYNAPSE_ORGANS, len(ACDC_STRUCTURES) + 1: ACDC_STRUCTURES}
-
-
-def dice_coefficient(pred, gt):
-    """medpy's ``dc``: 2 |pred & gt| / (|pred| + |gt|) of two boolean masks, 0 when both are empty."""
-    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
-    total = np.count_nonzero(pred) + np.count_nonzero(gt)
-    return 2.0 * np.count_nonzero(pred & gt) / total if total else 0.0
-
-
-def surface(mask):
-    """Voxels of ``mask`` with a face neighbour outside it (or on the array's edge): mask minus its erosion by
-    ``generate_binary_structure(ndim, 1)``."""
-    from scipy import ndimage
-    mask = np.asarray(mask, dtype=bool)
-    return mask & ~ndimage.binary_erosion(mask, structure=ndimage.generate_binary_structure(mask.ndim, 1))
-
-
-def hd95(pred, gt):
-    """medpy's ``hd95`` of two NON-empty masks, in voxels: 95th percentile of the pooled distances of pred's surface
-    voxels to gt's surface and of gt's surface voxels to pred's.
-
-    Computed on the box around both masks grown by one voxel (clipped to the array): every surface voxel and every
-    voxel its erosion looks at lie inside, so the result equals the computation on the whole volume.
-    """
-    from scipy import ndimage
-    pred, gt = np.asarray(pred, dtype=bool), np.asarray(gt, dtype=bool)
-    if pred.shape != gt.shape:
-        raise ValueError(f'hd95 needs masks of one shape, got {pred.shape} and {gt.shape}')
-    if not pred.any() or not gt.any():
-        raise ValueError('hd95 needs two non-empty masks (SynapseMetric scores empty ones by the official rules)')
-    occupied = np.nonzero(pred | gt)
-    box = tuple(slice(max(int(axis.min()) - 1, 0), int(axis.max()) + 2) for axis in occupied)
-    pred_surface, gt_surface = surface(pred[box]), surface(gt[box])
-    to_gt = ndimage.distance_transform_edt(~gt_surface)[pred_surface]
-    to_pred = ndimage.distance_transform_edt(~pred_surface)[gt_surface]
-    return float(np.percentile(np.concatenate([to_gt, to_pred]), 95))
 
 
 def case_scores(pred, gt):

@@ -15,6 +15,7 @@ The output depends only on the arguments (same seed, same bytes). Shape kinds st
 | ``make_xbd`` | ``{train,test}/{images,targets}/<name>_{pre,post}_disaster*.png``, ``{split}.txt`` | ``mmssm.XBDDataset`` |
 | ``make_isic`` | ``{train,val}/{images,masks}/*.png`` (mask ``<id>_segmentation.png``, 0 / 255) | ``mmssm.ISICDataset`` |
 | ``make_synapse`` | ``train_npz/*.npz``, ``test_vol_h5/<case>.npy.h5``, ``lists/lists_Synapse/*.txt`` | ``mmssm.SynapseDataset`` |
+| ``make_nnunet_raw_2d`` | ``dataset.json``, ``images{Tr,Ts}/<case>_0000.png``, ``labels{Tr,Ts}/<case>.png`` | ``mmssm.NNUNetRaw2DDataset`` |
 | ``make_acdc`` | ``{train,valid}/*.npz`` slices, ``test/*_volume_E[DS].npz``, ``lists/lists_ACDC/*.txt`` | ``mmssm.ACDCDataset`` |
 
 ``TINY_DATASETS`` maps a dataset ``type`` to its maker, so a test can fill in whatever a config asks for.
@@ -399,6 +400,25 @@ def make_acdc(root, num_train=2, num_valid=1, num_test=2, depth=4, size=64, seed
     return str(root)
 
 
+def make_nnunet_raw_2d(root, num_train=4, num_test=2, size=64, seed=0):
+    """An nnU-Net v2 raw 2D data set: ``dataset.json`` (channels R, G, B; labels background, shape; ending .png), one
+    RGB ``<case>_0000.png`` per case and a label map with values 0 / 1 (binary, so that it fits every config's
+    number of classes)."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    meta = dict(channel_names={'0': 'R', '1': 'G', '2': 'B'}, labels=dict(background=0, shape=1),
+                numTraining=num_train, file_ending='.png', name='Dataset999_Tiny')
+    (root / 'dataset.json').write_text(json.dumps(meta, indent=1))
+    for split, count, seed_split in (('Tr', num_train, 'train'), ('Ts', num_test, 'val')):
+        for index in range(count):
+            image, _, kind_map = _scene(seed, seed_split, index, size, ISIC_MAX_SHAPES)
+            case = f'tiny_{split.lower()}{index:03d}'
+            _save_png(image, root / f'images{split}' / f'{case}_0000.png')
+            label = np.where(kind_map >= 0, 1, 0).astype(np.uint8)
+            _save_png(label, root / f'labels{split}' / f'{case}.png')
+    return str(root)
+
+
 TINY_DATASETS = {
     'ImageNet': make_imagenet,
     'CocoDataset': make_coco,
@@ -409,6 +429,7 @@ TINY_DATASETS = {
     'ISICDataset': make_isic,
     'SynapseDataset': make_synapse,
     'ACDCDataset': make_acdc,
+    'NNUNetRaw2DDataset': make_nnunet_raw_2d,
 }
 
 

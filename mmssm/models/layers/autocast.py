@@ -12,3 +12,14 @@ def autocast_dtype(tensor):
     if device_type in AUTOCAST_DEVICE_TYPES and torch.is_autocast_enabled(device_type):
         return torch.get_autocast_dtype(device_type)
     return None
+
+
+def run_in_float32(function, x):
+    """``function(x)`` with autocast off on ``x``'s device and half-precision ``x`` cast to float32 first (float64
+    stays). U-Mamba's and LightM-UNet's Mamba layers run this way: under AMP they gave NaN (U-Mamba's README)."""
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    if x.device.type not in AUTOCAST_DEVICE_TYPES:
+        return function(x)
+    with torch.autocast(x.device.type, enabled=False):
+        return function(x)

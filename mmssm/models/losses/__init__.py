@@ -1,5 +1,5 @@
 """Losses beyond mmseg's."""
-from .dice_loss import BinaryDiceLoss, ClassDiceLoss
+from .dice_loss import BinaryDiceLoss, ClassDiceLoss, SoftDiceLoss
 from .similarity_loss import UnchangedSimilarityLoss
 
-__all__ = ['BinaryDiceLoss', 'ClassDiceLoss', 'UnchangedSimilarityLoss']
+__all__ = ['BinaryDiceLoss', 'ClassDiceLoss', 'SoftDiceLoss', 'UnchangedSimilarityLoss']

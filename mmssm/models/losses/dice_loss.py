@@ -72,3 +72,38 @@ class ClassDiceLoss(nn.Module):
     @property
     def loss_name(self):
         return self._loss_name
+
+
+@MODELS.register_module()
+class SoftDiceLoss(nn.Module):
+    """nnU-Net's soft Dice (``MemoryEfficientSoftDiceLoss`` with ``do_bg=False``): MINUS the mean over the foreground
+    classes of (2 sum(p g) + smooth) / (sum(p) + sum(g) + smooth), p the softmax, the sums over the pixels and, with
+    ``batch_dice``, over the batch too (else the mean runs over the images as well). nnU-Net pairs it with CE
+    (``DC_and_CE_loss``, weights 1:1); its 2D plans set batch_dice.
+
+    Args:
+        batch_dice: pool the batch. smooth: 1e-5 as nnU-Net's. loss_weight: factor. loss_name: the losses dict key.
+    """
+
+    def __init__(self, batch_dice=True, smooth=1e-5, loss_weight=1.0, loss_name='loss_dice'):
+        super().__init__()
+        self.batch_dice, self.smooth, self.loss_weight = batch_dice, smooth, loss_weight
+        self._loss_name = loss_name
+
+    def forward(self, pred, target, weight=None, ignore_index=255, **kwargs):
+        """pred: (B, C, H, W) logits; target: (B, H, W) labels in 0 .. C - 1 (``ignore_index`` left out)."""
+        if pred.dim() != 4 or pred.shape[1] < 2 or target.shape != (pred.shape[0], *pred.shape[2:]):
+            raise ValueError(f'SoftDiceLoss takes (B, C >= 2, H, W) logits and (B, H, W) labels, got '
+                             f'{tuple(pred.shape)} and {tuple(target.shape)}')
+        valid = (target != ignore_index).unsqueeze(1)  # (B, 1, H, W)
+        prob = pred.softmax(dim=1)[:, 1:] * valid  # (B, C - 1, H, W): foreground only
+        classes = torch.arange(1, pred.shape[1], device=pred.device).view(1, -1, 1, 1)
+        truth = ((target.unsqueeze(1) == classes) & valid).to(prob.dtype)
+        dims = (0, 2, 3) if self.batch_dice else (2, 3)
+        intersect, sum_pred, sum_gt = (prob * truth).sum(dims), prob.sum(dims), truth.sum(dims)
+        dice = (2 * intersect + self.smooth) / (sum_pred + sum_gt + self.smooth).clamp_min(1e-8)
+        return -self.loss_weight * dice.mean()
+
+    @property
+    def loss_name(self):
+        return self._loss_name

@@ -60,8 +60,11 @@ class FrozenStagesMixin:
 
 
 def check_unet_input(x, in_channels, name, multiple=32):
-    """ValueError unless ``x`` is (batch, in_channels, H, W) with H and W multiples of ``multiple``: a U-Net adds
-    each skip to (or concatenates it with) the deeper map upsampled from 1/multiple of the input."""
-    if x.dim() != 4 or x.shape[1] != in_channels or x.shape[-1] % multiple or x.shape[-2] % multiple:
-        raise ValueError(f'{name} expects (batch, {in_channels}, H, W) images with H and W multiples of {multiple} '
+    """ValueError unless ``x`` is (batch, in_channels, H, W) with H and W multiples of ``multiple`` (an int, or one per
+    axis as (mh, mw)): a U-Net adds each skip to (or concatenates it with) the deeper map upsampled from 1/multiple
+    of the input."""
+    mh, mw = (multiple, multiple) if isinstance(multiple, int) else multiple
+    if x.dim() != 4 or x.shape[1] != in_channels or x.shape[-2] % mh or x.shape[-1] % mw:
+        shown = multiple if isinstance(multiple, int) else f'{mh} x {mw}'
+        raise ValueError(f'{name} expects (batch, {in_channels}, H, W) images with H and W multiples of {shown} '
                          f'(skips meet the upsampled maps), got {tuple(x.shape)}')
