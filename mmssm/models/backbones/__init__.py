@@ -5,3 +5,4 @@ from . import spatial_mamba  # noqa: F401
 from . import group_mamba  # noqa: F401
 from . import vm_unet  # noqa: F401
 from . import msvm_unet  # noqa: F401
+from . import swin_umamba  # noqa: F401
