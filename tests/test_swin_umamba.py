@@ -377,3 +377,20 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
     torch.save({'network_weights': official}, src)
     with pytest.raises(SystemExit, match=r'missing keys:\n\s+decoder\.1\.blocks\.0\.ss2d\.Ds'):
         run_script(TOOL, src, dst)
+
+
+@pytest.mark.parametrize('batch_dice', [True, False])
+def test_nnunet_dice_is_the_official_soft_dice(batch_dice):
+    logits = torch.randn(3, 4, 8, 8, dtype=torch.float64)
+    labels = torch.randint(0, 4, (3, 8, 8))
+    labels[:, :2] = 255  # nnU-Net: ignored pixels out of every sum (loss_mask), their target set to 0
+    mask = (labels != 255)[:, None]
+    x = logits.softmax(1)[:, 1:]
+    y = torch.zeros_like(logits).scatter_(1, torch.where(labels == 255, 0, labels)[:, None], 1)[:, 1:]
+    sums = [(x * y * mask).sum((2, 3)), (x * mask).sum((2, 3)), (y * mask).sum((2, 3))]
+    if batch_dice:
+        sums = [s.sum(0) for s in sums]
+    intersect, sum_pred, sum_gt = sums
+    official = -((2 * intersect + 1e-5) / torch.clip(sum_gt + sum_pred + 1e-5, 1e-8)).mean()
+    loss = MODELS.build(dict(type='mmssm.NNUNetDiceLoss', batch_dice=batch_dice))
+    assert_close(loss(logits, labels), official, torch.float64, name='Dice')

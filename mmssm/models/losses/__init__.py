@@ -1,4 +1,4 @@
 """Losses beyond mmseg's."""
-from .dice_loss import BinaryDiceLoss, ClassDiceLoss
+from .dice_loss import BinaryDiceLoss, ClassDiceLoss, NNUNetDiceLoss
 
-__all__ = ['BinaryDiceLoss', 'ClassDiceLoss']
+__all__ = ['BinaryDiceLoss', 'ClassDiceLoss', 'NNUNetDiceLoss']

@@ -72,3 +72,40 @@ class ClassDiceLoss(nn.Module):
     @property
     def loss_name(self):
         return self._loss_name
+
+
+@MODELS.register_module()
+class NNUNetDiceLoss(nn.Module):
+    """nnU-Net's soft Dice term (``MemoryEfficientSoftDiceLoss`` with softmax, ``do_bg=False``): minus the mean over
+    the foreground classes of (2 sum(p g) + smooth) / (sum(p) + sum(g) + smooth), sums per image, or pooled over the
+    batch with ``batch_dice`` (nnU-Net's 2D plans); ignored pixels are masked out. Under DDP nnU-Net also pools the
+    batch sums over the GPUs; here each GPU pools its own batch.
+
+    Args:
+        batch_dice: pool the sums over the batch before the ratio. smooth: nnU-Net's trainers use 1e-5.
+        loss_weight: factor of the loss. loss_name: its key in the losses dict.
+    """
+
+    def __init__(self, batch_dice=True, smooth=1e-5, loss_weight=1.0, loss_name='loss_dice'):
+        super().__init__()
+        self.batch_dice = batch_dice
+        self.smooth = smooth
+        self.loss_weight = loss_weight
+        self._loss_name = loss_name
+
+    def forward(self, pred, target, weight=None, ignore_index=255, **kwargs):
+        """pred: (B, C, H, W) logits; target: (B, H, W) labels in 0 .. C - 1 (``ignore_index`` left out)."""
+        if pred.dim() != 4 or pred.shape[1] < 2:
+            raise ValueError(f'NNUNetDiceLoss takes (B, C >= 2, H, W) logits, got {tuple(pred.shape)}')
+        valid = (target != ignore_index).unsqueeze(1)  # (B, 1, H, W)
+        prob = (pred.softmax(dim=1) * valid)[:, 1:]  # (B, C - 1, H, W): foreground
+        classes = torch.arange(1, pred.shape[1], device=pred.device).view(1, -1, 1, 1)
+        truth = ((target.unsqueeze(1) == classes) & valid).to(prob.dtype)
+        dims = (0, 2, 3) if self.batch_dice else (2, 3)
+        dice = (2 * (prob * truth).sum(dims) + self.smooth) / (
+            prob.sum(dims) + truth.sum(dims) + self.smooth).clamp_min(1e-8)  # (C - 1,) or (B, C - 1)
+        return -self.loss_weight * dice.mean()
+
+    @property
+    def loss_name(self):
+        return self._loss_name
