@@ -394,3 +394,18 @@ def test_nnunet_dice_is_the_official_soft_dice(batch_dice):
     official = -((2 * intersect + 1e-5) / torch.clip(sum_gt + sum_pred + 1e-5, 1e-8)).mean()
     loss = MODELS.build(dict(type='mmssm.NNUNetDiceLoss', batch_dice=batch_dice))
     assert_close(loss(logits, labels), official, torch.float64, name='Dice')
+
+
+@pytest.mark.parametrize('name, millions', [('swin-umamba_nnunet-2d-1000e.py', 59.89),
+                                            ('swin-umamba-d_nnunet-2d-1000e.py', 27.50)])
+def test_base_configs_build_the_paper_models(name, millions):
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    config = Config.fromfile(Path(__file__).resolve().parents[1] / 'configs/_base_' / name)  # no scope: a _base_
+    model_cfg = dict(config.model, backbone=dict(config.model.backbone, init_cfg=None))
+    with torch.device('meta'), DefaultScope.overwrite_default_scope('mmseg'):  # the scope of the dataset configs
+        model = MODELS.build(model_cfg)
+    assert tuple(model_cfg['decode_head']['in_channels']) == model.backbone.out_channels
+    assert model.backbone.encoder.depths == (2, 2, 9, 2) and model.backbone.encoder.arch['d_state'] == 16
+    assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == millions
+    assert [hook['module'] for hook in config.custom_hooks] == ['backbone.encoder.stages']  # patch embed trains
