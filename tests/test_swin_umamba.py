@@ -227,7 +227,8 @@ def build_segmentor(variant, arch, in_channels, num_classes=4, losses=None):
     return MODELS.build(dict(
         type='mmseg.EncoderDecoder', backbone=backbone,
         decode_head=dict(type='mmssm.DeepSupervisionHead', in_channels=widths, num_classes=num_classes,
-                         dropout_ratio=0.0, loss_decode=losses or dict(type='mmseg.CrossEntropyLoss', avg_non_ignore=True))))
+                         dropout_ratio=0.0,
+                         loss_decode=losses or dict(type='mmseg.CrossEntropyLoss', avg_non_ignore=True))))
 
 
 @pytest.mark.parametrize('variant', VARIANTS)
@@ -260,7 +261,8 @@ def test_imagenet_init_maps_the_keys_the_official_code_maps(variant, tmp_path):
     imagenet = imagenet_file(arch, path)
     skip = ['norm.weight', 'norm.bias', 'head.weight', 'head.bias']
     if backbone_cls is SwinUMamba:  # the stem's
-        skip += ['patch_embed.proj.weight', 'patch_embed.proj.bias', 'patch_embed.norm.weight', 'patch_embed.norm.weight']
+        skip += ['patch_embed.proj.weight', 'patch_embed.proj.bias',
+                 'patch_embed.norm.weight', 'patch_embed.norm.weight']
     official_model = as_released(official_sd(arch, in_channels, device='meta'))
     skip_patch_embed = backbone_cls is SwinUMambaD and imagenet['patch_embed.proj.weight'].shape[1] != in_channels
     loaded = official_load_pretrained(official_model, imagenet, skip, skip_patch_embed)
@@ -284,7 +286,8 @@ def test_swin_umamba_d_skips_the_patch_embed_for_other_input_channels(tmp_path):
     model.init_weights()
     assert model.encoder.patch_embed.conv1.weight.shape == (16, 1, 4, 4)
     assert not torch.equal(model.encoder.patch_embed.norm1.weight, imagenet['patch_embed.norm.weight'].float())
-    assert torch.equal(model.encoder.stages[3].blocks[0].ss2d.Ds, imagenet['layers.3.blocks.0.self_attention.Ds'].float())
+    assert torch.equal(model.encoder.stages[3].blocks[0].ss2d.Ds,
+                       imagenet['layers.3.blocks.0.self_attention.Ds'].float())
 
 
 def test_imagenet_init_rejects_mismatched_checkpoints(tmp_path):

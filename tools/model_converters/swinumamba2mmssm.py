@@ -1,4 +1,4 @@
-"""Convert an official Swin-UMamba or Swin-UMamba† checkpoint (JiarunLiu/Swin-UMamba) into an mmseg EncoderDecoder one.
+"""Convert an official Swin-UMamba or Swin-UMamba† checkpoint (JiarunLiu/Swin-UMamba) to an mmseg EncoderDecoder one.
 
     python tools/model_converters/swinumamba2mmssm.py SRC DST
 

@@ -1,6 +1,7 @@
 """VMamba stems (patch embed) and stage-to-stage downsampling on NCHW maps, with the official variant names.
 
-Patch embed ``v1``: Conv4x4 s4 -> LN (``v1-p2``: Conv2x2 s2 -> LN, Swin-UMamba's after its stem).  ``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
+Patch embed ``v1``: Conv4x4 s4 -> LN (``v1-p2``: Conv2x2 s2 -> LN, Swin-UMamba's after its stem).
+``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
 Downsample ``v1``: Swin PatchMerging (2x2 neighbours concatenated -> LN(4C) -> Linear 4C -> C_out).
 ``v2``: Conv2x2 s2 -> LN.  ``v3``: Conv3x3 s2 p1 -> LN.
 Upsample (U-Net decoders): patch expanding, the inverse of patch merging (Linear C -> s*C, s x s pixel shuffle, LN),
