@@ -107,8 +107,8 @@ def load_imagenet_encoder(encoder, source, skipped):
     """The official ``load_pretrained_ckpt``: a Vanilla VMamba ImageNet file (official or our keys) into ``encoder``,
     except the keys matching the glob patterns ``skipped(imagenet_state_dict)``, which keep their init. Any other
     mismatch (a missing block, an extra one, a shape) raises :class:`CheckpointMismatchError`."""
-    imagenet = backbone_state_dict(dict(extract_state_dict(CheckpointLoader.load_checkpoint(source,
-                                                                                            map_location='cpu'))))
+    loaded = CheckpointLoader.load_checkpoint(source, map_location='cpu')
+    imagenet = backbone_state_dict(dict(extract_state_dict(loaded)))  # our VMamba keys; classifier norm: norm{last}
     patterns = skipped(imagenet)
     kept = {k: v for k, v in imagenet.items() if not any(fnmatchcase(k, p) for p in patterns)}
     load_state_dict_checked(encoder, kept, allow_missing=patterns, source=source)
