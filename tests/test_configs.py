@@ -37,6 +37,10 @@ TINY_BACKBONES = {
                      (16, 32)),  # deep-supervision outputs, highest resolution first
     'mmssm.LightMUNet': (dict(arch=dict(init_filters=16, blocks_down=(1, 1, 1, 1), blocks_up=(1, 1, 1), num_groups=8)),
                          (16, )),
+    'mmssm.SwinUMamba': (dict(arch=dict(stem_dims=16, embed_dims=16, depths=(1, 1, 1, 1), d_state=4)),
+                         (16, 16, 32, 64)),  # deep-supervision outputs at H, H/2, H/4, H/8
+    'mmssm.SwinUMambaD': (dict(arch=dict(embed_dims=16, depths=(1, 1, 1, 1), decoder_depths=(1, 1, 1), d_state=4)),
+                          (16, 16, 32, 64)),  # at H, H/4, H/8, H/16
     'mmssm.SpatialMamba': (dict(arch=dict(embed_dims=(16, 32, 64, 128), depths=(1, 1, 1, 1))), (16, 32, 64, 128)),
     'mmssm.GroupMamba': (dict(arch=dict(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), mlp_ratios=(2, 2, 2, 2),
                                         stem_hidden_dims=8)), (16, 32, 48, 64)),
@@ -76,7 +80,8 @@ EXPECTED_METRICS = {
 }
 SIGNED_METRICS = {'kappa', 'SeK'}  # metrics in percent that range over [-100, 100]
 # backbone type -> the multiple its shrunk image sizes must be (U-Nets: skips meet maps upsampled from 1/32)
-SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32, 'mmssm.UMamba': 4, 'mmssm.LightMUNet': 8}
+SIZE_MULTIPLES = {'mmssm.VMUNet': 32, 'mmssm.MSVMUNet': 32, 'mmssm.UMamba': 4, 'mmssm.LightMUNet': 8,
+                  'mmssm.SwinUMamba': 32, 'mmssm.SwinUMambaD': 32}
 
 # what decides whether two shrunk configs run the same way
 SIGNATURE_KEYS = ('model', 'train_dataloader', 'val_dataloader', 'val_evaluator', 'train_cfg', 'optim_wrapper',

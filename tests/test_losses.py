@@ -1,4 +1,5 @@
 """The medical U-Nets' losses against their official formulas, written here independently."""
+import pytest
 import torch
 
 from mmssm.kernels.testing import assert_close
@@ -34,3 +35,20 @@ def test_binary_dice_is_vm_unets_per_image_dice():
     prob, truth = logits.sigmoid().flatten(1), labels.flatten(1).double()
     dice = (2 * (prob * truth).sum(1) + 1) / (prob.sum(1) + truth.sum(1) + 1)
     assert_close(loss(logits, labels), 1 - dice.mean(), torch.float64, name='binary dice')
+
+
+@pytest.mark.parametrize('batch_dice', [True, False])
+def test_soft_dice_is_nnunets_soft_dice(batch_dice):
+    logits = torch.randn(3, 4, 8, 8, dtype=torch.float64)
+    labels = torch.randint(0, 4, (3, 8, 8))
+    labels[:, :2] = 255  # nnU-Net: ignored pixels out of every sum (loss_mask), their target set to 0
+    mask = (labels != 255)[:, None]
+    x = logits.softmax(1)[:, 1:]
+    y = torch.zeros_like(logits).scatter_(1, torch.where(labels == 255, 0, labels)[:, None], 1)[:, 1:]
+    sums = [(x * y * mask).sum((2, 3)), (x * mask).sum((2, 3)), (y * mask).sum((2, 3))]
+    if batch_dice:
+        sums = [s.sum(0) for s in sums]
+    intersect, sum_pred, sum_gt = sums
+    official = -((2 * intersect + 1e-5) / torch.clip(sum_gt + sum_pred + 1e-5, 1e-8)).mean()
+    loss = MODELS.build(dict(type='mmssm.SoftDiceLoss', batch_dice=batch_dice))
+    assert_close(loss(logits, labels), official, torch.float64, name='Dice')

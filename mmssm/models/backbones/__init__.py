@@ -7,3 +7,4 @@ from . import vm_unet  # noqa: F401
 from . import msvm_unet  # noqa: F401
 from . import u_mamba  # noqa: F401
 from . import light_m_unet  # noqa: F401
+from . import swin_umamba  # noqa: F401

@@ -50,7 +50,8 @@ class VMamba(FrozenStagesMixin, BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=..., prefix=...)`` loads strictly (converted from the
             official layout when needed); anything else gives the official init.
 
-    Returns (forward): a tuple of (batch, C_i, H / 2**(i+2), W / 2**(i+2)) maps, one per ``out_indices``.
+    Returns (forward): a tuple of (batch, C_i, H / 2**(i+2), W / 2**(i+2)) maps, one per ``out_indices`` (2**(i+1)
+    with the ``v1-p2`` patch embed).
     """
 
     arch_zoo = {
@@ -121,7 +122,7 @@ class VMamba(FrozenStagesMixin, BaseModule):
         """(input, output) of every stage, without output norms: (batch, C_i, H_i, W_i) maps for U-Net decoders."""
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f'VMamba expects (batch, {self.in_channels}, H, W) images, got {tuple(x.shape)}')
-        x = self.patch_embed(x)  # (batch, C0, H/4, W/4)
+        x = self.patch_embed(x)  # (batch, C0, H/4, W/4) (H/2, W/2 for v1-p2)
         maps = []
         for stage in self.stages:
             out = stage.blocks(x)  # (batch, C_i, H_i, W_i)

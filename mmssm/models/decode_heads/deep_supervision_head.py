@@ -59,6 +59,14 @@ class DeepSupervisionHead(BaseDecodeHead):
     def losses(self):
         return self.loss_decode if isinstance(self.loss_decode, nn.ModuleList) else [self.loss_decode]
 
+    def _transform_inputs(self, inputs):
+        inputs = super()._transform_inputs(inputs)
+        widths = [x.shape[1] for x in inputs]
+        if widths != list(self.in_channels):
+            raise ValueError(f'DeepSupervisionHead expects maps of {list(self.in_channels)} channels (highest '
+                             f'resolution first), got {widths}')
+        return inputs
+
     def forward(self, inputs):
         """The logits of every scale of weight > 0 (None for the others), highest resolution first."""
         inputs = self._transform_inputs(inputs)

@@ -1,6 +1,7 @@
 """VMamba stems (patch embed) and stage-to-stage downsampling on NCHW maps, with the official variant names.
 
-Patch embed ``v1``: Conv4x4 s4 -> LN.  ``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
+Patch embed ``v1``: Conv4x4 s4 -> LN (``v1-p2``: Conv2x2 s2 -> LN, Swin-UMamba's after its stem).
+``v2``: Conv3x3 s2 (C/2) -> LN -> GELU -> Conv3x3 s2 (C) -> LN.
 Downsample ``v1``: Swin PatchMerging (2x2 neighbours concatenated -> LN(4C) -> Linear 4C -> C_out).
 ``v2``: Conv2x2 s2 -> LN.  ``v3``: Conv3x3 s2 p1 -> LN.
 Upsample (U-Net decoders): patch expanding, the inverse of patch merging (Linear C -> s*C, s x s pixel shuffle, LN),
@@ -17,11 +18,11 @@ from .norm import LayerNorm2d
 
 
 class PatchEmbedV1(nn.Module):
-    """(batch, in_channels, H, W) -> (batch, embed_dims, H/4, W/4) with one 4x4 stride-4 conv and a LayerNorm."""
+    """(batch, in_channels, H, W) -> (batch, embed_dims, H/p, W/p) with one p x p stride-p conv and a LayerNorm."""
 
-    def __init__(self, in_channels, embed_dims):
+    def __init__(self, in_channels, embed_dims, patch_size=4):
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, embed_dims, kernel_size=4, stride=4)
+        self.conv1 = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
         self.norm1 = LayerNorm2d(embed_dims)
 
     def forward(self, x):
@@ -70,18 +71,20 @@ def patch_shuffle(x, scale):
 
 
 class PatchExpand2d(nn.Module):
-    """Patch expanding (Swin-Unet, VM-UNet): (batch, C, H, W) -> (batch, C / scale, scale * H, scale * W).
+    """Patch expanding (Swin-Unet, VM-UNet): (batch, C, H, W) -> (batch, out, scale * H, scale * W).
 
-    Linear C -> scale * C (no bias), :func:`patch_shuffle`, LayerNorm(C / scale).
+    Linear C -> scale**2 * out (no bias), :func:`patch_shuffle`, LayerNorm(out); out is C / scale unless given
+    (Swin-UMamba's final x4 expand keeps C).
     """
 
-    def __init__(self, in_channels, scale=2):
+    def __init__(self, in_channels, scale=2, out_channels=None):
         super().__init__()
-        if in_channels % scale:
+        if out_channels is None and in_channels % scale:
             raise ValueError(f'PatchExpand2d: {in_channels} channels do not split into {scale} x {scale} pixels')
+        out_channels = out_channels or in_channels // scale
         self.scale = scale
-        self.expand = Linear2d(in_channels, scale * in_channels, bias=False)
-        self.norm = LayerNorm2d(in_channels // scale)
+        self.expand = Linear2d(in_channels, scale ** 2 * out_channels, bias=False)
+        self.norm = LayerNorm2d(out_channels)
 
     def forward(self, x):
         return self.norm(patch_shuffle(self.expand(x), self.scale))
@@ -118,7 +121,7 @@ class ConvDownsample(nn.Module):
         return self.norm(self.conv(x))
 
 
-PATCH_EMBEDS = {'v1': PatchEmbedV1, 'v2': PatchEmbedV2}
+PATCH_EMBEDS = {'v1': PatchEmbedV1, 'v1-p2': partial(PatchEmbedV1, patch_size=2), 'v2': PatchEmbedV2}
 DOWNSAMPLES = {
     'v1': PatchMerging2d,
     'v2': partial(ConvDownsample, kernel_size=2),
