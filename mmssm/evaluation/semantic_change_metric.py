@@ -9,9 +9,10 @@ labelled codes, pooled over the test set, gives (``train_MambaSCD.py`` / ``mcd_u
 - Fscd: harmonic mean of precision and recall of the exact code over the predicted / labelled changed pixels;
 - OA: the code accuracy of each image, averaged over images.
 
-The first MambaCD release scored 7 classes per date instead (SeK differs): the log names the protocol. As in the
-official code, a predicted land cover of 0 ("unchanged", a class the training ignores) inside a predicted change gives
-a code < 0 (date 1) that the official histogram leaves out, or the code of another class (date 2).
+The first MambaCD release scored 7 classes per date instead (SeK differs): the log names the protocol. A predicted
+land cover of 0 ("unchanged", a class the training ignores) inside a predicted change gives, as in the official code,
+the code of another class (date 2) or a code < 0 (date 1); the official ``SCDD_eval_all`` stops on an assertion at
+a code < 0, here such pixels are left out of the matrix (as its ``fast_hist`` would) and count as wrong in OA.
 """
 import math
 
