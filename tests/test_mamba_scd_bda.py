@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.structures import SegDataSample
 from test_change_mamba import (CHANNELS, TINY_ENCODER, bn_eval, official_change_decoder, official_classify,
@@ -21,7 +23,7 @@ from mmssm.models.backbones.vmamba import VMamba
 from mmssm.models.decode_heads import ChangeMambaSemanticHead, convert_mambabda, convert_mambascd
 from mmssm.models.losses import UnchangedSimilarityLoss
 from mmssm.models.utils import load_state_dict_checked
-from mmssm.registry import MODELS
+from mmssm.registry import MODELS, TRANSFORMS
 from mmssm.testing.scripts import run_script
 
 CONVERTERS = Path(__file__).resolve().parents[1] / 'tools/model_converters'
@@ -288,3 +290,87 @@ def test_similarity_loss_is_the_masked_mean_squared_difference():
     loss = UnchangedSimilarityLoss(loss_weight=0.25)(logits_1, logits_2, mask)
     assert loss.item() == pytest.approx(expected, rel=1e-12)
     assert UnchangedSimilarityLoss().loss_name == 'loss_similarity'
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the training recipes of the configs against train_MambaSCD.py / train_MambaBDA.py
+
+CONFIGS = Path(__file__).resolve().parents[1] / 'configs/_base_'
+
+
+def official_lovasz_softmax(logits, labels, ignore=255):
+    """lovasz_loss.lovasz_softmax(F.softmax(logits, 1), labels, ignore=255): classes present, one flat batch."""
+    probas = logits.softmax(1).permute(0, 2, 3, 1).flatten(0, 2)  # (B, C, H, W) -> (B * H * W, C)
+    labels = labels.flatten()
+    probas, labels = probas[labels != ignore], labels[labels != ignore]
+    losses = []
+    for c in range(probas.shape[1]):
+        fg = (labels == c).to(probas.dtype)
+        if fg.sum() == 0:
+            continue
+        errors, order = (fg - probas[:, c]).abs().sort(descending=True)
+        fg_sorted = fg[order]
+        jaccard = 1 - (fg.sum() - fg_sorted.cumsum(0)) / (fg.sum() + (1 - fg_sorted).cumsum(0))
+        losses.append(errors @ torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]]))
+    return sum(losses) / len(losses)
+
+
+def _config_losses(config, logits, labels):
+    """The summed losses of a base config's two heads on logits {'': change / damage, date: per date} and raw labels
+    {'': ..., date: ...} (B, H, W), relabelled by the config's training pipeline."""
+    cfg = Config.fromfile(str(CONFIGS / config))
+    results = {'gt_seg_map' + (f'_{k}' if k else ''): v.numpy().astype('uint8') for k, v in labels.items()}
+    for transform in cfg.train_pipeline:
+        if transform['type'] == 'mmssm.MapLabelValues':
+            results = TRANSFORMS.build(transform)(results)
+    samples = [SegDataSample() for _ in range(len(logits['']))]
+    for key, value in results.items():
+        field = key.replace('gt_seg_map', 'gt_sem_seg')
+        for sample, label in zip(samples, torch.as_tensor(value).long()):
+            sample.set_data({field: PixelData(data=label[None])})  # (H, W) -> (1, H, W)
+    dims = (16, 32, 64, 128)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        decode = MODELS.build(dict(cfg.model.decode_head, in_channels=dims, channels=16))
+        semantic = MODELS.build(dict(cfg.model.semantic_head, in_channels=dims, channels=16))
+    losses = decode.loss_by_feat(logits[''], samples)
+    losses.update(semantic.loss_by_feat({date: logits[date] for date in semantic.dates}, samples))
+    return sum(v for k, v in losses.items() if 'loss' in k)
+
+
+def test_mambascd_config_loss_is_the_official_training_loss():
+    """train_MambaSCD.py: land cover 0 -> 255, CE_cd + 0.5 (CE_t1 + CE_t2 + 0.5 similarity) + 0.75 (Lovasz_cd +
+    0.5 (Lovasz_t1 + Lovasz_t2)), the similarity on the pixels whose date-1 label is then 255."""
+    generator = torch.Generator().manual_seed(0)
+    change = torch.randint(0, 2, (2, 8, 8), generator=generator)
+    t1 = torch.randint(1, 7, (2, 8, 8), generator=generator) * change  # 0 where unchanged
+    t2 = torch.randint(1, 7, (2, 8, 8), generator=generator) * change
+    logits = {'': torch.randn(2, 2, 8, 8, generator=generator),
+              't1': torch.randn(2, 7, 8, 8, generator=generator),
+              't2': torch.randn(2, 7, 8, 8, generator=generator)}
+    ours = _config_losses('mambascd_1xb16-50k_second-256x256.py', logits, {'': change, 't1': t1, 't2': t2})
+    t1, t2 = t1.masked_fill(t1 == 0, 255), t2.masked_fill(t2 == 0, 255)
+    mask = (t1 == 255)[:, None].float()
+    similarity = F.mse_loss(logits['t1'].softmax(1) * mask, logits['t2'].softmax(1) * mask)
+    ce = {k: F.cross_entropy(logits[k], label, ignore_index=255) for k, label in (('', change), ('t1', t1), ('t2', t2))}
+    lovasz = {k: official_lovasz_softmax(logits[k], label) for k, label in (('', change), ('t1', t1), ('t2', t2))}
+    official = (ce[''] + 0.5 * (ce['t1'] + ce['t2'] + 0.5 * similarity)
+                + 0.75 * (lovasz[''] + 0.5 * (lovasz['t1'] + lovasz['t2'])))
+    assert ours.item() == pytest.approx(official.item(), rel=1e-5)  # mmseg's Lovasz runs in float32
+
+
+def test_mambabda_config_loss_is_the_official_training_loss():
+    """train_MambaBDA.py / DamageAssessmentDatset: damage 0 -> 255 (training only), buildings as they are;
+    CE_loc + CE_damage + 0.5 Lovasz_loc + 0.75 Lovasz_damage."""
+    generator = torch.Generator().manual_seed(0)
+    buildings = torch.randint(0, 2, (2, 8, 8), generator=generator)
+    damage = torch.randint(1, 5, (2, 8, 8), generator=generator) * buildings
+    damage[0, 0, :3] = 255  # unclassified
+    logits = {'': torch.randn(2, 5, 8, 8, generator=generator),
+              't1': torch.randn(2, 2, 8, 8, generator=generator)}
+    ours = _config_losses('mambabda_1xb16-50k_xbd-256x256.py', logits, {'': damage, 't1': buildings})
+    damage = damage.masked_fill(damage == 0, 255)
+    official = (F.cross_entropy(logits['t1'], buildings, ignore_index=255)
+                + F.cross_entropy(logits[''], damage, ignore_index=255)
+                + 0.5 * official_lovasz_softmax(logits['t1'], buildings)
+                + 0.75 * official_lovasz_softmax(logits[''], damage))
+    assert ours.item() == pytest.approx(official.item(), rel=1e-5)  # mmseg's Lovasz runs in float32

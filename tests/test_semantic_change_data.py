@@ -246,3 +246,14 @@ def test_damage_assessment_metric_zero_level_and_bad_values():
         metric.process(None, [_bda_sample([[1]], [[1]], [[1]], [[5]])])
     with pytest.raises(ValueError, match=r'loc prediction .* 0\.\.1'):
         metric.process(None, [_bda_sample([[2]], [[1]], [[1]], [[1]])])
+
+
+def test_metrics_name_missing_per_date_maps():
+    scd = _scd_sample([[1]], [[1]], [[2]], [[1]], [[1]], [[2]])
+    del scd['gt_sem_seg_t2']
+    with pytest.raises(KeyError, match=r"SemanticChangeMetric: .*\['gt_sem_seg_t2'\].*mmssm\.LoadIndexLabel"):
+        SemanticChangeMetric().process(None, [scd])
+    bda = _bda_sample([[1]], [[1]], [[1]], [[1]])
+    del bda['pred_sem_seg_t1']
+    with pytest.raises(KeyError, match=r"DamageAssessmentMetric: .*\['pred_sem_seg_t1'\].*SemanticChangeEncoderDecoder"):
+        DamageAssessmentMetric().process(None, [bda])

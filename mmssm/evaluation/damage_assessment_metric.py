@@ -18,6 +18,7 @@ from mmengine.logging import print_log
 from mmssm.registry import METRICS
 
 from .binary_metric import binary_scores
+from .semantic_change_metric import flat_maps
 
 DAMAGE_LEVELS = ('no_damage', 'minor_damage', 'major_damage', 'destroyed')
 EPS = 1e-7  # the official damage-F1 epsilon
@@ -55,8 +56,8 @@ class DamageAssessmentMetric(BaseMetric):
     def process(self, data_batch, data_samples):
         for sample in data_samples:
             name = sample.get('img_path', 'a sample')
-            maps = {key: sample[key]['data'].reshape(-1).cpu().long()  # (1, H, W) -> (H * W,)
-                    for key in ('pred_sem_seg', 'gt_sem_seg', 'pred_sem_seg_t1', 'gt_sem_seg_t1')}
+            maps = flat_maps(sample, ('pred_sem_seg', 'gt_sem_seg', 'pred_sem_seg_t1', 'gt_sem_seg_t1'),
+                             'DamageAssessmentMetric')
             if len({m.numel() for m in maps.values()}) != 1:
                 raise ValueError(f'DamageAssessmentMetric: maps of {name} differ in size: '
                                  f'{ {k: m.numel() for k, m in maps.items()} }')

@@ -9,9 +9,10 @@ labelled codes, pooled over the test set, gives (``train_MambaSCD.py`` / ``mcd_u
 - Fscd: harmonic mean of precision and recall of the exact code over the predicted / labelled changed pixels;
 - OA: the code accuracy of each image, averaged over images.
 
-The first MambaCD release scored 7 classes per date instead (SeK differs): the log names the protocol. As in the
-official code, a predicted land cover of 0 ("unchanged", a class the training ignores) inside a predicted change gives
-a code < 0 (date 1) that the official histogram leaves out, or the code of another class (date 2).
+The first MambaCD release scored 7 classes per date instead (SeK differs): the log names the protocol. A predicted
+land cover of 0 ("unchanged", a class the training ignores) inside a predicted change gives, as in the official code,
+the code of another class (date 2) or a code < 0 (date 1); the official ``SCDD_eval_all`` stops on an assertion at
+a code < 0, here such pixels are left out of the matrix (as its ``fast_hist`` would) and count as wrong in OA.
 """
 import math
 
@@ -56,6 +57,16 @@ def scd_scores(confusion):
                 mIoU=(iou[0] + iou[1]) / 2, kappa_n0=kappa_n0, IoU_change=iou[1])
 
 
+def flat_maps(sample, keys, metric):
+    """{key: (H * W,) long} of the (1, H, W) maps ``keys`` of a data sample; KeyError naming the missing ones."""
+    missing = [key for key in keys if key not in sample]
+    if missing:
+        raise KeyError(f'{metric}: {sample.get("img_path", "a sample")} has no {missing} (the model must predict the '
+                       'per-date maps, e.g. mmssm.SemanticChangeEncoderDecoder, and the test pipeline load the labels '
+                       'with mmssm.LoadIndexLabel and pack them with mmssm.PackMultiLabelSegInputs)')
+    return {key: sample[key]['data'].reshape(-1).cpu().long() for key in keys}  # (1, H, W) -> (H * W,)
+
+
 @METRICS.register_module()
 class SemanticChangeMetric(BaseMetric):
     """SeK, Fscd, mIoU and OA (percent) of semantic change detection (see the module docstring).
@@ -79,9 +90,8 @@ class SemanticChangeMetric(BaseMetric):
         num_codes = self.num_land_cover ** 2 + 1
         for sample in data_samples:
             name = sample.get('img_path', 'a sample')
-            maps = {key: sample[key]['data'].reshape(-1).cpu().long() for key in  # (1, H, W) -> (H * W,)
-                    ('pred_sem_seg', 'pred_sem_seg_t1', 'pred_sem_seg_t2', 'gt_sem_seg', 'gt_sem_seg_t1',
-                     'gt_sem_seg_t2')}
+            maps = flat_maps(sample, ('pred_sem_seg', 'pred_sem_seg_t1', 'pred_sem_seg_t2', 'gt_sem_seg',
+                                      'gt_sem_seg_t1', 'gt_sem_seg_t2'), 'SemanticChangeMetric')
             if len({m.numel() for m in maps.values()}) != 1:
                 raise ValueError(f'SemanticChangeMetric: maps of {name} differ in size: '
                                  f'{ {k: m.numel() for k, m in maps.items()} }')
