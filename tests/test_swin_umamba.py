@@ -390,3 +390,37 @@ def test_base_configs_build_the_paper_models(name, millions):
     assert model.backbone.encoder.depths == (2, 2, 9, 2) and model.backbone.encoder.arch['d_state'] == 16
     assert round(sum(p.numel() for p in model.parameters()) / 1e6, 2) == millions
     assert [hook['module'] for hook in config.custom_hooks] == ['backbone.encoder.stages']  # patch embed trains
+
+
+def test_swin_umamba_d_init_as_official():
+    """get_swin_umamba_d_from_plans: VSSMEncoder._init_weights (trunc-normal Linear) reaches the encoder only, the
+    decoder's Linear layers keep torch's default; InitWeights_He(1e-2) then reaches every conv."""
+    torch.manual_seed(0)
+    model = SwinUMambaD(TINY_D)
+    model.init_weights()
+    encoder_proj = model.encoder.stages[2].blocks[0].ss2d.in_proj.weight  # (256, 64)
+    decoder_proj = model.decoder[0].blocks[0].ss2d.in_proj.weight  # (256, 64)
+    assert abs(encoder_proj.std().item() - 0.02) < 0.002
+    assert abs(decoder_proj.std().item() - (3 * 64) ** -0.5) < 0.005  # nn.Linear's kaiming_uniform(a=sqrt(5))
+    assert model.decoder[0].fuse.bias.abs().min() > 0  # nn.Linear's uniform bias, not zeros
+    conv = model.decoder[0].blocks[0].ss2d.conv2d  # depthwise 3x3 over 128 channels: fan in 9
+    assert abs(conv.weight.std().item() - (2 / (1 + 1e-4) / 9) ** 0.5) < 0.03 and not conv.bias.any()
+
+
+@pytest.mark.parametrize('name, he_init', [('swin-umamba_nnunet-2d-1000e.py', False),
+                                           ('swin-umamba-d_nnunet-2d-1000e.py', True)])
+def test_base_configs_init_the_output_convs_as_official(name, he_init):
+    """Swin-UMamba's MONAI UnetOutBlocks keep torch's default init; Swin-UMamba†'s seg_layers get InitWeights_He."""
+    from mmengine.config import Config
+    from mmengine.registry import DefaultScope
+    config = Config.fromfile(Path(__file__).resolve().parents[1] / 'configs/_base_' / name)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        head = MODELS.build(config.model.decode_head)
+    torch.manual_seed(0)
+    head.init_weights()
+    conv = head.seg_layers[0]  # 1x1 over 48 or 96 channels
+    fan_in = conv.in_channels
+    if he_init:
+        assert not conv.bias.any() and abs(conv.weight.std().item() - (2 / (1 + 1e-4) / fan_in) ** 0.5) < 0.03
+    else:
+        assert conv.bias.abs().min() > 0 and abs(conv.weight.std().item() - (3 * fan_in) ** -0.5) < 0.015

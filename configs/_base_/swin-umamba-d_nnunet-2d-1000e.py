@@ -4,4 +4,9 @@
 _base_ = './swin-umamba_nnunet-2d-1000e.py'
 model = dict(
     backbone=dict(type='mmssm.SwinUMambaD', arch='swin-umamba-d'),
-    decode_head=dict(in_channels=(96, 96, 192, 384), channels=96))  # SwinUMambaD.out_channels
+    decode_head=dict(
+        in_channels=(96, 96, 192, 384),  # SwinUMambaD.out_channels
+        channels=96,
+        # the official seg_layers get nnU-Net's InitWeights_He(1e-2) (mmssm.DeepSupervisionHead's default)
+        init_cfg=dict(_delete_=True, type='Kaiming', layer='Conv2d', a=1e-2, mode='fan_in', nonlinearity='leaky_relu',
+                      distribution='normal', bias=0)))

@@ -32,6 +32,7 @@ model = dict(
         type='mmssm.DeepSupervisionHead',  # the official out_layers
         in_channels=(48, 96, 192, 384),  # SwinUMamba.out_channels: H, H/2, H/4, H/8
         channels=48,
+        init_cfg=None,  # MONAI's UnetOutBlock: torch's default init (no nnU-Net He init in get_swin_umamba_from_plans)
         num_classes=14,  # AbdomenMR; the dataset config sets its own
         loss_decode=[
             dict(type='CrossEntropyLoss', avg_non_ignore=True, loss_weight=1.0),

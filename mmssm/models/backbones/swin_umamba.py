@@ -226,10 +226,11 @@ class SwinUMambaD(BaseModule):
         return (self.final_expand(y), *decoded[::-1])  # H, H/4, H/8, H/16
 
     def init_weights(self):
-        """Official init (trunc-normal Linear, unit LayerNorm; nnU-Net's He init, a = 0.01, on every conv), then
-        with ``Pretrained`` the official ImageNet initialisation: every encoder weight from the file; the patch embed
-        only when the file's input channels equal ``in_channels``."""
-        self.apply(init_linear_and_layernorm)
+        """Official init (the encoder's trunc-normal Linear, unit LayerNorm; the decoder's Linear layers keep torch's
+        default; nnU-Net's He init, a = 0.01, on every conv), then with ``Pretrained`` the official ImageNet
+        initialisation: every encoder weight from the file; the patch embed only when the file's input channels
+        equal ``in_channels``."""
+        self.encoder.apply(init_linear_and_layernorm)
         for module in self.modules():
             if isinstance(module, nn.Conv2d):
                 nn.init.kaiming_normal_(module.weight, a=1e-2)
