@@ -176,7 +176,9 @@ def test_training_step_reaches_every_parameter():
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
 
 
-def test_config_trains_the_official_100_epochs():
-    """nnUNetTrainerLightMUNet keeps its repository's nnUNetTrainer.num_epochs = 100 (x 250 iterations)."""
+def test_config_follows_the_official_trainer():
+    """nnUNetTrainerLightMUNet keeps its repository's nnUNetTrainer.num_epochs = 100 (x 250 iterations) and
+    PyTorch's init of the final conv (no nnU-Net He init, no mmseg conv_seg init)."""
     cfg = Config.fromfile(next((REPO / 'configs' / 'light_m_unet').glob('lightm-unet_*.py')))
     assert cfg.train_cfg.max_iters == 100 * 250 == cfg.param_scheduler[0]['end']
+    assert cfg.model.decode_head.init_cfg is None

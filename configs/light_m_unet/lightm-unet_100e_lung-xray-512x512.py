@@ -22,6 +22,7 @@ model = dict(
         concat_input=False,
         dropout_ratio=0.0,
         num_classes=2,
+        init_cfg=None,  # the official conv keeps PyTorch's init (not mmseg's Normal(0.01) of conv_seg)
         loss_decode=[dict(type='CrossEntropyLoss', loss_weight=1.0),
                      dict(type='mmssm.SoftDiceLoss', batch_dice=True, loss_weight=1.0)]),
     train_cfg=dict(),
