@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.config import Config
 from mmengine.registry import DefaultScope
 from test_u_mamba import OfficialWeights, data_samples, official_mamba
 
@@ -173,3 +174,11 @@ def test_training_step_reaches_every_parameter():
     losses = model.loss(torch.randn(2, 3, 16, 16), data_samples(torch.randint(0, 2, (2, 16, 16))))
     sum(v for k, v in losses.items() if 'loss' in k).backward()
     assert not [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+
+
+def test_config_follows_the_official_trainer():
+    """nnUNetTrainerLightMUNet keeps its repository's nnUNetTrainer.num_epochs = 100 (x 250 iterations) and
+    PyTorch's init of the final conv (no nnU-Net He init, no mmseg conv_seg init)."""
+    cfg = Config.fromfile(next((REPO / 'configs' / 'light_m_unet').glob('lightm-unet_*.py')))
+    assert cfg.train_cfg.max_iters == 100 * 250 == cfg.param_scheduler[0]['end']
+    assert cfg.model.decode_head.init_cfg is None

@@ -77,14 +77,31 @@ def square(top, left, size=4, shape=(10, 10)):
     return mask
 
 
+# U-Mamba's 2D NSD weighs the 2x2 windows of a one-pixel-deep mask by their marching-cubes areas: one pixel in the
+# window (a corner), two side by side (an edge), four (inside)
+CORNER, EDGE = 3 ** 0.5 / 8, 2 ** 0.5 / 2
+SQUARE_AREA = 4 * CORNER + 12 * EDGE + 9  # a 4x4 square: 5 x 5 windows
+SQUARE_SIDE_AREA = 2 * CORNER + 3 * EDGE  # its outermost column of windows
+SHIFTED_SQUARE_NSD = 1 - SQUARE_SIDE_AREA / SQUARE_AREA
+
+
 def test_surface_scores_by_hand():
-    """Two 4x4 squares one column apart: 12 surface pixels each, 6 of each on the other's surface, 6 at 1 px."""
+    """Two 4x4 squares one column apart: all windows but one side column of each lie on the other's windows, that
+    column 1 px off; a 2x2 square inside a 4x4 one: all its windows and the 3 x 3 inner ones of the 4x4 coincide;
+    two pixels 3 px apart: 2 of the 4 corner windows of each at 2 px, the others at 3 px."""
     gt, pred = square(2, 2), square(2, 3)
     assert dice_coefficient(pred, gt) == pytest.approx(2 * 12 / 32)
-    assert normalized_surface_dice(pred, gt, 0) == pytest.approx(0.5)
-    assert normalized_surface_dice(pred, gt, 0.99) == pytest.approx(0.5)
+    assert normalized_surface_dice(pred, gt, 0) == pytest.approx(SHIFTED_SQUARE_NSD)
+    assert normalized_surface_dice(pred, gt, 0.99) == pytest.approx(SHIFTED_SQUARE_NSD)
     assert normalized_surface_dice(pred, gt, 1) == pytest.approx(1.0)
     assert normalized_surface_dice(gt, gt, 0) == 1.0
+    inner_area = 4 * CORNER + 4 * EDGE + 1  # a 2x2 square: 3 x 3 windows, all on the 4x4 square's inner ones
+    assert normalized_surface_dice(square(4, 2, size=2), square(3, 1), 0) == pytest.approx(
+        (inner_area + 9) / (inner_area + SQUARE_AREA))
+    dot, dot_apart = square(4, 4, size=1), square(4, 7, size=1)
+    assert normalized_surface_dice(dot, dot_apart, 1.99) == 0
+    assert normalized_surface_dice(dot, dot_apart, 2) == pytest.approx(0.5)
+    assert normalized_surface_dice(dot, dot_apart, 3) == pytest.approx(1.0)
     with pytest.raises(ValueError, match='two non-empty masks'):
         normalized_surface_dice(pred, np.zeros_like(gt), 1)
 
@@ -105,11 +122,12 @@ def test_metric_follows_the_per_image_protocol():
     label2_ignored[0, :] = 255
     metric.process({}, [sample(pred1, label1), sample(empty, label2_ignored), sample(empty, empty)])
     scores = metric.compute_metrics(metric.results)
-    # image 1: class 1 (DSC .75, NSD .5) and class 2 (predicted only: 0, 0); image 2: class 2 missed (0, 0);
-    # image 3: nothing anywhere, not scored
+    # image 1: class 1 (DSC .75, NSD SHIFTED_SQUARE_NSD) and class 2 (predicted only: 0, 0); image 2: class 2
+    # missed (0, 0); image 3: nothing anywhere, not scored
     assert scores['DSC'] == pytest.approx(100 * (0.75 / 2 + 0) / 2)
-    assert scores['NSD'] == pytest.approx(100 * (0.5 / 2 + 0) / 2)
-    assert scores['DSC.round'] == pytest.approx(75) and scores['NSD.round'] == pytest.approx(50)
+    assert scores['NSD'] == pytest.approx(100 * (SHIFTED_SQUARE_NSD / 2 + 0) / 2)
+    assert scores['DSC.round'] == pytest.approx(75)
+    assert scores['NSD.round'] == pytest.approx(100 * SHIFTED_SQUARE_NSD)
     assert scores['DSC.angular'] == 0 and scores['NSD.angular'] == 0
     with pytest.raises(ValueError, match='no image has foreground'):
         metric.compute_metrics([{}])

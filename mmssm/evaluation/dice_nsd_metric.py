@@ -11,9 +11,8 @@ Per image, over the foreground classes present in the label OR the prediction:
 The image's score is the mean over those classes, the reported ``DSC`` / ``NSD`` the mean over the images (percent).
 An image where neither label nor prediction has any foreground is skipped (the official scripts assert it never
 happens) and counted in the log. ``DSC.<class>`` / ``NSD.<class>`` average each class over the images where it is
-present in the label or the prediction. NSD counts surface pixels (see
-:func:`mmssm.evaluation.surface_distance.normalized_surface_dice` for how it differs from the official area-weighted
-surface elements).
+present in the label or the prediction. NSD is the official one of a 2D mask taken as a one-pixel-deep volume, whose
+surface covers the whole mask (:func:`mmssm.evaluation.surface_distance.normalized_surface_dice`).
 """
 import numpy as np
 from mmengine.evaluator import BaseMetric
