@@ -11,6 +11,8 @@
 # - the poly lr is updated every iteration (nnU-Net: once per epoch of 250 iterations);
 # - the sliding windows are averaged uniformly (nnU-Net weights them with a Gaussian) and not mirrored (U-Mamba and
 #   LightM-UNet predict with --disable_tta); test images must be at least the patch size (nnU-Net pads smaller ones);
+# - no crop to the non-zero region before normalising (nnU-Net's preprocessing crops each image to the bounding box of
+#   its non-zero pixels and, when that shrinks it by 25% or more, z-scores within that region only);
 # - fp32 training (nnU-Net trains with AMP; the Mamba layers here run in fp32 either way, so AmpOptimWrapper on GPUs
 #   is the official setting).
 _base_ = ['mmseg::_base_/default_runtime.py']
