@@ -5,8 +5,10 @@ kind; our ops' autograd Functions appear as ``prim::PythonOp.<Function>`` nodes,
 :func:`register_flop_handles` (called on ``import mmssm.models``) adds handles for them to mmengine's defaults, in
 fvcore's convention, the one the official VMamba FLOPs (``flops_selective_scan_fn`` on fvcore) are counted in:
 one per multiply-add for projections, ``9 L D N`` (+ ``L D`` for D, + ``L D`` for the z gate) per sequence for a
-scan, five per element for a LayerNorm with an affine transform; the route copies and the merge's additions count
-nothing (fvcore ignores ``aten::add``, the official counts ignore CrossScan / CrossMerge).
+scan, ``7 L D N`` for a scan that returns its hidden states (no ``C h`` read-out and sum over N, as Spatial-Mamba's
+``selective_scan_state_flop_jit``: ``flops_selective_scan_fn(with_C=False, with_D=False)``), five per element for a
+LayerNorm with an affine transform; the route copies and the merge's additions count nothing (fvcore ignores
+``aten::add``, the official counts ignore CrossScan / CrossMerge).
 """
 from mmengine.analysis import complexity_analysis
 from mmengine.analysis.jit_handles import get_shape
@@ -14,6 +16,7 @@ from mmengine.analysis.jit_handles import get_shape
 from mmssm.kernels.selective_scan import selective_scan_flop_count
 
 SELECTIVE_SCAN_ARGS = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias', 'initial_state')
+STATES_SCAN_FLOPS = 7  # per state and step: the scan's 9 less the C * h read-out and its sum over N (2)
 
 
 def python_op_args(inputs, outputs):
@@ -26,10 +29,14 @@ def python_op_args(inputs, outputs):
 
 
 def selective_scan_flops(inputs, outputs):
-    """``SelectiveScanFunction.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, ...)``."""
+    """``SelectiveScanFunction.apply(u, delta, A, B, C, D, z, delta_bias, initial_state, ...)``; without C (the
+    ``return_states`` mode, where D and z are None too) 7 per state and step, the scan less the read-out."""
     args = dict(zip(SELECTIVE_SCAN_ARGS, python_op_args(inputs, outputs)))
     batch, channels, length = args['u']
-    return selective_scan_flop_count(batch, channels, length, args['A'][1], args['D'] is not None,
+    num_states = args['A'][1]
+    if args['C'] is None:
+        return STATES_SCAN_FLOPS * batch * channels * num_states * length
+    return selective_scan_flop_count(batch, channels, length, num_states, args['D'] is not None,
                                      args['z'] is not None)
 
 

@@ -54,7 +54,8 @@ def test_selective_scan_counts_the_official_formula_in_every_mode():
         (lambda x, dl, a, b, c, d, zz, db: selective_scan(x, dl, a, b, c, D=d, z=zz, delta_bias=db,
                                                            delta_softplus=True),
          (delta, A, B, C, D, z, bias), base + 2 * per_token),
-        (lambda x, dl, a, b: selective_scan(x, dl, a, b, return_states=True), (delta, A, B), base),
+        # the hidden states, no C: 7 per (batch, channel, state, step), as Spatial-Mamba's selective_scan_state_flop_jit
+        (lambda x, dl, a, b: selective_scan(x, dl, a, b, return_states=True), (delta, A, B), 7 * 2 * 6 * 4 * 7),
     ]
     for fn, params, expected in cases:
         total, unsupported = count(fn, u, *params)

@@ -1,10 +1,12 @@
-"""Spatial-Mamba: state fusion merge, official-checkpoint equivalence, parameter counts, backbone contract."""
+"""Spatial-Mamba: state fusion merge, official-checkpoint equivalence, parameter counts and FLOPs, backbone contract."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from mmengine.analysis import FlopAnalyzer
 
+import mmssm.models  # noqa: F401 - registers the FLOP handles
 from mmssm.kernels.selective_scan import selective_scan_ref
 from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.spatial_mamba import SpatialMamba, convert_official_spatial_mamba
@@ -272,3 +274,21 @@ def test_arch_errors():
         SpatialMamba(dict(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1)))
     with pytest.raises(ValueError, match='out_indices'):
         SpatialMamba(TINY, out_indices=(4,))
+
+
+PUBLISHED_GFLOPS = dict(tiny=4.5, small=7.1, base=15.8)  # official README, ImageNet-1k table, 224x224
+
+
+@pytest.mark.parametrize('arch', ['tiny'])  # small / base: 7.114 / 15.796, ~25 s each
+def test_flops_match_official(arch):
+    """The official ``SpatialMamba.flops()`` traces the model in train mode, so it counts the state fusion as its
+    three dilated 3x3 depthwise convs (``eval_fusion='separate'`` here; the merged 11x11 kernel counts 121 per
+    element instead of 27) and the states-returning scan as ``7 L D N``; plus the classifier's pooling and fc."""
+    backbone = SpatialMamba(arch, eval_fusion='separate').eval()
+    analyzer = FlopAnalyzer(backbone, (torch.randn(1, 3, 224, 224), ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    channels = backbone.embed_dims[-1]
+    gflops = (analyzer.total() + channels * 7 * 7 + channels * 1000) / 1e9
+    print(f'Spatial-Mamba-{arch}: {gflops:.3f} GFLOPs at 224x224 (official {PUBLISHED_GFLOPS[arch]})')
+    assert abs(gflops - PUBLISHED_GFLOPS[arch]) <= 0.02 * PUBLISHED_GFLOPS[arch]
