@@ -16,7 +16,6 @@ from mmengine.analysis.jit_handles import get_shape
 from mmssm.kernels.selective_scan import selective_scan_flop_count
 
 SELECTIVE_SCAN_ARGS = ('u', 'delta', 'A', 'B', 'C', 'D', 'z', 'delta_bias', 'initial_state')
-STATES_SCAN_FLOPS = 7  # per state and step: the scan's 9 less the C * h read-out and its sum over N (2)
 
 
 def python_op_args(inputs, outputs):
@@ -33,11 +32,8 @@ def selective_scan_flops(inputs, outputs):
     ``return_states`` mode, where D and z are None too) 7 per state and step, the scan less the read-out."""
     args = dict(zip(SELECTIVE_SCAN_ARGS, python_op_args(inputs, outputs)))
     batch, channels, length = args['u']
-    num_states = args['A'][1]
-    if args['C'] is None:
-        return STATES_SCAN_FLOPS * batch * channels * num_states * length
-    return selective_scan_flop_count(batch, channels, length, num_states, args['D'] is not None,
-                                     args['z'] is not None)
+    return selective_scan_flop_count(batch, channels, length, args['A'][1], args['D'] is not None,
+                                     args['z'] is not None, args['C'] is not None)
 
 
 def ss2d_flops(inputs, outputs):

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.analysis import FlopAnalyzer
+from torch.utils.flop_counter import FlopCounterMode
 from test_ss2d import make_inputs
 
 import mmssm.models  # noqa: F401 - registers the FLOP handles
@@ -60,6 +61,9 @@ def test_selective_scan_counts_the_official_formula_in_every_mode():
     for fn, params, expected in cases:
         total, unsupported = count(fn, u, *params)
         assert total == expected and not any('Scan' in op for op in unsupported), (expected, total, unsupported)
+        with FlopCounterMode(display=False) as counter:  # torch's counter: the custom op's FLOP formula
+            fn(u, *params)
+        assert counter.get_total_flops() == expected
 
 
 def test_fused_ss2d_counts_as_the_composed_ops():

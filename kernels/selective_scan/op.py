@@ -78,13 +78,14 @@ def _selective_scan_bwd_fake(grad_out, grad_last_state, u, delta, A, B, C, D, z,
     return [u.new_empty(0) if t is None else t.new_empty(t.shape) for t in inputs]  # contiguous, as the launchers
 
 
-def selective_scan_flop_count(batch, channels, length, num_states, with_D=True, with_z=False):
+def selective_scan_flop_count(batch, channels, length, num_states, with_D=True, with_z=False, with_C=True):
     """FLOPs of one forward, counted like the official ``flops_selective_scan_fn``.
 
     9 * batch * D * N * L for the scan (per state and step: dt * A, exp, dt * B * u (2), the a * h + b update (2),
-    C * h and the sum over N (2)), + batch * D * L for the D skip term, + batch * D * L for the z gate.
+    C * h and the sum over N (2); 7 without C, when the states are returned), + batch * D * L for the D skip term,
+    + batch * D * L for the z gate.
     """
-    flops = 9 * batch * channels * num_states * length
+    flops = (9 if with_C else 7) * batch * channels * num_states * length
     if with_D:
         flops += batch * channels * length
     if with_z:
@@ -96,7 +97,8 @@ def selective_scan_flop_count(batch, channels, length, num_states, with_D=True, 
 def _selective_scan_fwd_flops(u_shape, delta_shape, A_shape, B_shape, C_shape, D_shape, z_shape, *args,
                               out_shape=None, **kwargs):
     batch, channels, length = u_shape
-    return selective_scan_flop_count(batch, channels, length, A_shape[1], D_shape is not None, z_shape is not None)
+    return selective_scan_flop_count(batch, channels, length, A_shape[1], D_shape is not None, z_shape is not None,
+                                     C_shape is not None)
 
 
 @register_flop_formula(torch.ops.mmssm.selective_scan_bwd)
@@ -105,7 +107,7 @@ def _selective_scan_bwd_flops(grad_out_shape, grad_last_shape, u_shape, delta_sh
     """Twice the forward: the backward recomputes the forward scan and runs a reverse scan of the same size."""
     batch, channels, length = u_shape
     return 2 * selective_scan_flop_count(batch, channels, length, A_shape[1], D_shape is not None,
-                                         z_shape is not None)
+                                         z_shape is not None, C_shape is not None)
 
 
 class SelectiveScanFunction(torch.autograd.Function):
