@@ -14,7 +14,7 @@ from mmseg.models.losses import accuracy
 from mmssm.registry import MODELS
 
 # nnU-Net's InitWeights_He(1e-2): Kaiming-normal (a = 0.01, fan in) weights, zero biases
-HE_INIT = dict(type='Kaiming', layer='Conv2d', a=1e-2, mode='fan_in', nonlinearity='leaky_relu',
+HE_INIT = dict(type='Kaiming', layer=['Conv2d', 'Conv3d'], a=1e-2, mode='fan_in', nonlinearity='leaky_relu',
                distribution='normal', bias=0)
 
 
@@ -36,11 +36,13 @@ class DeepSupervisionHead(BaseDecodeHead):
         num_classes: classes (mmseg's).
         scale_weights: loss weight per scale, highest resolution first; None gives nnU-Net's
             (:func:`nnunet_scale_weights`). Scales of weight 0 are not classified in training.
+        spatial_dims: 3 classifies (B, C, D, H, W) maps (official 3D checkpoints; forward only: the loss and
+            mmseg's predict are 2D).
         **kwargs: ``loss_decode``, ``ignore_index``, ``align_corners``, ``init_cfg`` (default: nnU-Net's He init) of
             mmseg's BaseDecodeHead (no dropout: nnU-Net has none).
     """
 
-    def __init__(self, in_channels, channels, num_classes, scale_weights=None, **kwargs):
+    def __init__(self, in_channels, channels, num_classes, scale_weights=None, spatial_dims=2, **kwargs):
         in_channels = list(in_channels)
         if channels != in_channels[0]:
             raise ValueError(f'DeepSupervisionHead: channels ({channels}) must equal in_channels[0] '
@@ -53,7 +55,8 @@ class DeepSupervisionHead(BaseDecodeHead):
                          in_index=list(range(len(in_channels))), input_transform='multiple_select', **kwargs)
         del self.conv_seg  # one classifier per scale instead
         self.scale_weights = weights
-        self.seg_layers = nn.ModuleList(nn.Conv2d(c, self.out_channels, 1) for c in in_channels)
+        conv = {2: nn.Conv2d, 3: nn.Conv3d}[spatial_dims]
+        self.seg_layers = nn.ModuleList(conv(c, self.out_channels, 1) for c in in_channels)
 
     @property
     def losses(self):

@@ -59,12 +59,15 @@ class FrozenStagesMixin:
         return self
 
 
-def check_unet_input(x, in_channels, name, multiple=32):
-    """ValueError unless ``x`` is (batch, in_channels, H, W) with H and W multiples of ``multiple`` (an int, or one per
-    axis as (mh, mw)): a U-Net adds each skip to (or concatenates it with) the deeper map upsampled from 1/multiple
-    of the input."""
-    mh, mw = (multiple, multiple) if isinstance(multiple, int) else multiple
-    if x.dim() != 4 or x.shape[1] != in_channels or x.shape[-2] % mh or x.shape[-1] % mw:
-        shown = multiple if isinstance(multiple, int) else f'{mh} x {mw}'
-        raise ValueError(f'{name} expects (batch, {in_channels}, H, W) images with H and W multiples of {shown} '
-                         f'(skips meet the upsampled maps), got {tuple(x.shape)}')
+def check_unet_input(x, in_channels, name, multiple=32, spatial_dims=2):
+    """ValueError unless ``x`` is (batch, in_channels, H, W) (``spatial_dims`` 2) or (batch, in_channels, D, H, W)
+    (3) with each spatial size a multiple of ``multiple`` (an int, or one per axis): a U-Net adds each skip to (or
+    concatenates it with) the deeper map upsampled from 1/multiple of the input."""
+    multiples = (multiple, ) * spatial_dims if isinstance(multiple, int) else tuple(multiple)
+    if x.dim() != spatial_dims + 2 or x.shape[1] != in_channels or any(
+            size % m for size, m in zip(x.shape[2:], multiples)):
+        axes = ('H', 'W') if spatial_dims == 2 else ('D', 'H', 'W')
+        shown = multiple if isinstance(multiple, int) else ' x '.join(map(str, multiples))
+        raise ValueError(f'{name} expects (batch, {in_channels}, {", ".join(axes)}) '
+                         f'{"images" if spatial_dims == 2 else "volumes"} with {", ".join(axes[:-1])} and {axes[-1]} '
+                         f'multiples of {shown} (skips meet the upsampled maps), got {tuple(x.shape)}')
