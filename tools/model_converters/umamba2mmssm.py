@@ -1,13 +1,14 @@
-"""Convert an official U-Mamba 2D checkpoint (bowang-lab/U-Mamba, nnU-Net's ``checkpoint_final.pth``) into an mmseg
-EncoderDecoder checkpoint.
+"""Convert an official U-Mamba 2D or 3D checkpoint (bowang-lab/U-Mamba, nnU-Net's ``checkpoint_final.pth``) into an
+mmseg EncoderDecoder checkpoint.
 
-    python tools/model_converters/umamba2mmssm.py SRC DST [--arch PLAN] [--mamba bot|enc]
+    python tools/model_converters/umamba2mmssm.py SRC DST [--arch PLAN] [--mamba bot|enc] [--configuration C]
 
 The plan (features, strides, kernels, blocks, patch size) and the variant come from the checkpoint's ``init_args``
-(its nnU-Net plans and 2d configuration) and ``trainer_name`` (nnUNetTrainerUMambaBot / Enc); ``--arch`` (a
-``mmssm.UMamba`` zoo name) and ``--mamba`` override them, e.g. for a bare ``network_weights`` dict. The result holds
-``state_dict`` (``backbone.*`` for ``mmssm.UMamba``, ``decode_head.seg_layers.*`` for ``mmssm.DeepSupervisionHead``)
-and ``meta`` with the plan; it is loaded into the model before saving, so a wrong plan fails here, listing the keys.
+(its nnU-Net plans and configuration: 2d, 3d_fullres, ...) and ``trainer_name`` (nnUNetTrainerUMambaBot / Enc);
+``--arch`` (a ``mmssm.UMamba`` zoo name), ``--mamba`` and ``--configuration`` override them, e.g. for a bare
+``network_weights`` dict. The result holds ``state_dict`` (``backbone.*`` for ``mmssm.UMamba``,
+``decode_head.seg_layers.*`` for ``mmssm.DeepSupervisionHead``) and ``meta`` with the plan, variant, input channels
+and classes; it is loaded into the model before saving, so a wrong plan fails here, listing the keys.
 """
 import argparse
 import os
@@ -26,11 +27,13 @@ def main(argv=None):
     parser.add_argument('dst', help='where to write the mmseg checkpoint')
     parser.add_argument('--arch', help=f'a zoo plan instead of the checkpoint\'s: {sorted(UMamba.arch_zoo)}')
     parser.add_argument('--mamba', choices=('bot', 'enc'), help='the variant, instead of the trainer name\'s')
-    parser.add_argument('--configuration', default='2d', help='the plans configuration the network was built from')
+    parser.add_argument('--configuration', help='the plans configuration the network was built from (default: the '
+                        'checkpoint\'s init_args, else 2d)')
     args = parser.parse_args(argv)
     checkpoint = load_checkpoint_file(args.src, map_location='cpu')
     init_args = checkpoint.get('init_args', {})
-    arch = args.arch or (plan_from_nnunet(init_args['plans'], args.configuration) if 'plans' in init_args else None)
+    configuration = args.configuration or init_args.get('configuration', '2d')
+    arch = args.arch or (plan_from_nnunet(init_args['plans'], configuration) if 'plans' in init_args else None)
     trainer = str(checkpoint.get('trainer_name', ''))
     mamba = args.mamba or ('enc' if 'UMambaEnc' in trainer else 'bot' if 'UMambaBot' in trainer else None)
     if arch is None or mamba is None:
@@ -47,7 +50,8 @@ def main(argv=None):
                                                          'decoder outputs'], [])
     except CheckpointMismatchError as error:
         sys.exit(f'{args.src} is not a U-Mamba ({mamba}) checkpoint of this plan:\n{error}')
-    meta = dict(arch=arch, mamba=mamba, in_channels=in_channels, source=args.src,
+    num_classes = state_dict['decode_head.seg_layers.0.weight'].shape[0]
+    meta = dict(arch=arch, mamba=mamba, in_channels=in_channels, num_classes=num_classes, source=args.src,
                 converter=f'tools/model_converters/{os.path.basename(__file__)}')
     torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')

@@ -5,12 +5,12 @@ decoder blocks are depthwise-separable; ``nnUNetTrainerLightMUNet``: init_filter
 1-1-1; ``spatial_dims`` 2 or 3 picks 2D or 3D convs, pools and upsampling, the layout is the same) is SegResNet-shaped:
 
 - stem: depthwise 3x3 (3x3x3) + pointwise 1x1 conv (no bias) to 32 channels;
-- encoder stage i (channels 32 * 2^i): for i > 0 a Mamba projection C/2 -> C at the higher resolution, then a 2x2 (2x2x2) max
-  pool; then residual Mamba blocks x + M2(ReLU(GN(M1(ReLU(GN(x)))))) with GroupNorm(8);
-- a Mamba projection M: tokens t = LN(x) over the pixels (voxels), LN(Mamba(t) + s * x) with the SAME LayerNorm, then a Linear
-  (s a learnt scalar; one-direction Mamba, d_state 16, d_conv 4, expand 2);
-- decoder stage i (deepest first): 1x1 conv C -> C/2 (no bias), bilinear (trilinear) x2 upsampling, ADD the encoder skip, then
-  residual blocks ReLU(GN(dwsep(ReLU(GN(x))) + s * x)) with a depthwise-separable 3x3 conv;
+- encoder stage i (channels 32 * 2^i): for i > 0 a Mamba projection C/2 -> C at the higher resolution, then a 2x
+  max pool; then residual Mamba blocks x + M2(ReLU(GN(M1(ReLU(GN(x)))))) with GroupNorm(8);
+- a Mamba projection M: tokens t = LN(x) over the pixels (voxels), LN(Mamba(t) + s * x) with the SAME LayerNorm,
+  then a Linear (s a learnt scalar; one-direction Mamba, d_state 16, d_conv 4, expand 2);
+- decoder stage i (deepest first): 1x1 conv C -> C/2 (no bias), bilinear (trilinear) x2 upsampling, ADD the encoder
+  skip, then residual blocks ReLU(GN(dwsep(ReLU(GN(x))) + s * x)) with a depthwise-separable 3x3 (3x3x3) conv;
 - head: GroupNorm + ReLU + depthwise 1x1 conv (bias) here; its pointwise 1x1 conv to the classes is the ``conv_seg``
   of an mmseg ``FCNHead`` with ``num_convs=0``. No deep supervision.
 
@@ -212,8 +212,14 @@ def _rename_official_key(key):
 
 
 def convert_lightmunet(official_state_dict):
-    """An official LightM-UNet 2D or 3D state dict (``network_weights`` of nnU-Net's ``checkpoint_final.pth``) -> an mmseg
-    EncoderDecoder state dict: ``backbone.*`` for :class:`LightMUNet`, ``decode_head.conv_seg.*`` for the FCNHead.
-    Unknown keys are an error."""
+    """An official LightM-UNet 2D or 3D state dict (``network_weights`` of nnU-Net's ``checkpoint_final.pth``) -> an
+    mmseg EncoderDecoder state dict: ``backbone.*`` for :class:`LightMUNet`, ``decode_head.conv_seg.*`` for the
+    FCNHead. Unknown keys are an error."""
     state_dict = official_state_dict.get('network_weights', official_state_dict)
     return rename_keys(state_dict, _rename_official_key, ('convert_lightmunet', 'LightM-UNet'))
+
+
+def lightmunet_build_kwargs(state_dict):
+    """``in_channels`` and ``spatial_dims`` of the :class:`LightMUNet` a converted state dict is for (its stem)."""
+    stem = state_dict['backbone.stem.depthwise.weight']  # (C_in, 1, 3, 3) or (C_in, 1, 3, 3, 3)
+    return dict(in_channels=stem.shape[0], spatial_dims=stem.dim() - 2)

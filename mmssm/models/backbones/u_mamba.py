@@ -46,8 +46,9 @@ def nnunet_plan(patch_size, num_stages, max_features):
     in the encoder and the decoder."""
     dims = len(patch_size)
     return dict(features=tuple(min(32 * 2 ** i, max_features) for i in range(num_stages)),
-                strides=((1, ) * dims, ) + ((2, ) * dims, ) * (num_stages - 1), kernel_sizes=((3, ) * dims, ) * num_stages,
-                encoder_blocks=(2, ) * num_stages, decoder_blocks=(2, ) * (num_stages - 1), patch_size=tuple(patch_size))
+                strides=((1, ) * dims, ) + ((2, ) * dims, ) * (num_stages - 1),
+                kernel_sizes=((3, ) * dims, ) * num_stages, encoder_blocks=(2, ) * num_stages,
+                decoder_blocks=(2, ) * (num_stages - 1), patch_size=tuple(patch_size))
 
 
 def plan_from_nnunet(plans, configuration='2d'):
@@ -372,8 +373,8 @@ def drop_duplicates(state_dict, what):
 
 
 def convert_umamba(official_state_dict):
-    """An official U-Mamba 2D or 3D state dict (``network_weights`` of nnU-Net's ``checkpoint_final.pth``; Bot or Enc) ->
-    an mmseg EncoderDecoder state dict: ``backbone.*`` for :class:`UMamba`, ``decode_head.seg_layers.*`` for
+    """An official U-Mamba 2D or 3D state dict (``network_weights`` of nnU-Net's ``checkpoint_final.pth``; Bot or
+    Enc) -> an mmseg EncoderDecoder state dict: ``backbone.*`` for :class:`UMamba`, ``decode_head.seg_layers.*`` for
     :class:`mmssm.DeepSupervisionHead` (highest resolution first). Unknown keys are an error."""
     state_dict = official_state_dict.get('network_weights', official_state_dict)
     state_dict = drop_duplicates(state_dict, 'convert_umamba')

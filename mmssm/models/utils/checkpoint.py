@@ -135,8 +135,9 @@ def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None
     Reads an official checkpoint (``model`` entry or a bare state dict) through the compat loader, converts it to an
     mmpretrain classifier state dict (``backbone.*`` / ``head.*``), loads its backbone part into
     ``backbone_cls(arch, **build_kwargs)`` so a wrong arch or a damaged file fails listing the keys, then saves
-    ``dict(state_dict=..., meta=...)`` to DST. ``build_parts`` ({key prefix: backbone -> module}) checks further
-    parts the same way, e.g. a segmentor's ``decode_head.``.
+    ``dict(state_dict=..., meta=...)`` to DST. ``build_kwargs`` may be a function of the converted state dict (e.g.
+    reading the input channels from it); its result is recorded in the meta. ``build_parts`` ({key prefix: backbone
+    -> module}) checks further parts the same way, e.g. a segmentor's ``decode_head.``.
     """
     import argparse
     import os
@@ -152,7 +153,9 @@ def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None
                         help=f'arch to check against: {sorted(backbone_cls.arch_zoo)}')
     args = parser.parse_args(argv)
     state_dict = convert(extract_state_dict(load_checkpoint_file(args.src, map_location='cpu')))
-    backbone = backbone_cls(args.arch, **(build_kwargs or {}))
+    from_weights = callable(build_kwargs)
+    kwargs = build_kwargs(state_dict) if from_weights else build_kwargs or {}
+    backbone = backbone_cls(args.arch, **kwargs)
     parts = {'backbone.': lambda _: backbone, **(build_parts or {})}
     try:
         for prefix, build in parts.items():
@@ -160,6 +163,7 @@ def convert_checkpoint_cli(description, backbone_cls, convert, build_kwargs=None
             load_state_dict_checked(build(backbone), weights, source=args.src)
     except CheckpointMismatchError as error:
         sys.exit(f'{args.src} is not a {backbone_cls.__name__}-{args.arch} checkpoint:\n{error}')
-    meta = dict(arch=args.arch, source=args.src, converter=f'tools/model_converters/{os.path.basename(sys.argv[0])}')
+    meta = dict(arch=args.arch, source=args.src, converter=f'tools/model_converters/{os.path.basename(sys.argv[0])}',
+                **(dict(build_kwargs=kwargs) if from_weights else {}))
     torch.save(dict(state_dict=state_dict, meta=meta), args.dst)
     print(f'wrote {len(state_dict)} tensors to {args.dst}')
