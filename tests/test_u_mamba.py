@@ -1,9 +1,12 @@
-"""U-Mamba 2D: the equivalence contract with the official networks, the converter and its tool, sizes, errors, training.
+"""U-Mamba 2D and 3D: the equivalence contract with the official networks, the converter and its tool, sizes,
+errors, training.
 
 The official side is written here from the official code's semantics (bowang-lab/U-Mamba
-``umamba/nnunetv2/nets/UMambaBot_2d.py`` / ``UMambaEnc_2d.py``: BasicResBlock, nnU-Net's BasicBlockD /
-ConvDropoutNormReLU, MambaLayer over mamba_ssm's Mamba, UNetResDecoder with deep supervision) with plain torch ops in
-float64, on random state dicts with the official key names and shapes, duplicates included.
+``umamba/nnunetv2/nets/UMambaBot_2d.py`` / ``UMambaEnc_2d.py`` / ``UMambaBot_3d.py`` / ``UMambaEnc_3d.py``:
+BasicResBlock, nnU-Net's BasicBlockD / ConvDropoutNormReLU, MambaLayer over mamba_ssm's Mamba, UNetResDecoder with deep
+supervision) with plain torch ops in float64, on random state dicts with the official key names and shapes,
+duplicates included. The 3D nets differ from the 2D ones in two places: U-Mamba_Enc 3D has a Mamba layer after every
+stage, and both 3D decoders concatenate the full-resolution skip at their last stage.
 """
 import math
 import runpy
@@ -15,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.registry import DefaultScope
 
+from mmssm.apis import network_from_checkpoint, predict_volume
 from mmssm.kernels.selective_scan import selective_scan_ref
 from mmssm.kernels.testing import assert_close
 from mmssm.models.backbones.u_mamba import UMamba, convert_umamba, plan_from_nnunet
@@ -29,21 +33,31 @@ BOT_PLAN = dict(features=(8, 16, 24, 32), strides=(1, 2, 2, 2), kernel_sizes=(3,
 # channel tokens); a non-square kernel and stride on the way
 ENC_PLAN = dict(features=(8, 16, 24), strides=(1, 2, (2, 2)), kernel_sizes=(3, (3, 1), 3),
                 encoder_blocks=(2, 3, 2), decoder_blocks=(2, 2), patch_size=(16, 16))
+# 3D: an anisotropic first downsampling (1, 2, 2) and a (1, 3, 3) kernel; Bot at 16^3
+BOT_PLAN_3D = dict(features=(4, 8, 12), strides=(1, (1, 2, 2), 2), kernel_sizes=(3, (1, 3, 3), 3),
+                   encoder_blocks=(2, 2, 2), decoder_blocks=(2, 2), patch_size=(16, 16, 16))
+# Enc 3D at 8^3: Mamba after all three stages; stage 2 (2^3 = 8 voxels <= 32 channels) scans channel tokens
+ENC_PLAN_3D = dict(features=(8, 16, 32), strides=(1, 2, 2), kernel_sizes=(3, 3, 3), encoder_blocks=(2, 1, 2),
+                   decoder_blocks=(2, 2), patch_size=(8, 8, 8))
 NUM_CLASSES = 3
 
 
 # --------------------------------------------------------------------------------------------------------------
 # the official layout and forward, independent of mmssm.models
 
-def pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
+def ntuple(v, dims):
+    return (v, ) * dims if isinstance(v, int) else tuple(v)
+
+
+def spatial_dims(plan):
+    return len(plan['patch_size'])
 
 
 class OfficialWeights:
     """Builds an official state dict key by key (random float64, or meta tensors for counting)."""
 
-    def __init__(self, seed=0, meta=False):
-        self.sd, self.meta = {}, meta
+    def __init__(self, seed=0, meta=False, dims=2):
+        self.sd, self.meta, self.dims = {}, meta, dims
         self.generator = torch.Generator().manual_seed(seed)
 
     def rand(self, *shape, scale=0.3, offset=0.0):
@@ -52,8 +66,8 @@ class OfficialWeights:
         return torch.randn(shape, generator=self.generator, dtype=torch.float64) * scale + offset
 
     def conv(self, p, cin, cout, k):
-        k = pair(k)
-        self.sd[p + 'weight'] = self.rand(cout, cin, *k, scale=(cin * k[0] * k[1]) ** -0.5)
+        k = ntuple(k, self.dims)
+        self.sd[p + 'weight'] = self.rand(cout, cin, *k, scale=(cin * math.prod(k)) ** -0.5)
         self.sd[p + 'bias'] = self.rand(cout, scale=0.1)
 
     def norm(self, p, c):
@@ -101,21 +115,22 @@ def official_blocks(plan):
 
 
 def official_mamba_stages(plan, variant):
-    """{stage: (dim, channel_token)} as UMambaBot / ResidualMambaEncoder set them."""
-    n, f = len(plan['features']), plan['features']
+    """{stage: (dim, channel_token)} as UMambaBot / ResidualMambaEncoder set them (3D: every stage)."""
+    n, f, dims = len(plan['features']), plan['features'], spatial_dims(plan)
     if variant == 'bot':
         return {n - 1: (f[-1], False)}
     size, stages = list(plan['patch_size']), {}
     for s in range(n):
-        size = [i // j for i, j in zip(size, pair(plan['strides'][s]))]
-        if (s % 2 == 1) ^ (n % 2 == 1):
-            token = size[0] * size[1] <= f[s]
-            stages[s] = (size[0] * size[1] if token else f[s], token)
+        size = [i // j for i, j in zip(size, ntuple(plan['strides'][s], dims))]
+        if dims == 3 or (s % 2 == 1) ^ (n % 2 == 1):
+            token = math.prod(size) <= f[s]
+            stages[s] = (math.prod(size) if token else f[s], token)
     return stages
 
 
 def official_state_dict(plan, variant, in_channels=3, num_classes=NUM_CLASSES, seed=0, meta=False):
-    w = OfficialWeights(seed, meta)
+    dims = spatial_dims(plan)
+    w = OfficialWeights(seed, meta, dims)
     f, k, n = plan['features'], plan['kernel_sizes'], len(plan['features'])
     enc, dec = official_blocks(plan)
     w.stage('encoder.stem.', in_channels, f[0], k[0], enc[0])
@@ -126,7 +141,8 @@ def official_state_dict(plan, variant, in_channels=3, num_classes=NUM_CLASSES, s
     for s in range(1, n):
         below, skip = f[-s], f[-(s + 1)]
         w.conv(f'decoder.upsample_layers.{s - 1}.conv.', below, skip, 1)
-        w.stage(f'decoder.stages.{s - 1}.', 2 * skip if s < n - 1 else skip, skip, k[-(s + 1)], dec[s - 1])
+        concat = s < n - 1 or dims == 3  # the 3D decoder also concatenates the full-resolution skip
+        w.stage(f'decoder.stages.{s - 1}.', 2 * skip if concat else skip, skip, k[-(s + 1)], dec[s - 1])
         w.conv(f'decoder.seg_layers.{s - 1}.', skip, num_classes, 1)
     w.sd.update({'decoder.' + key: v for key, v in w.sd.items() if key.startswith('encoder.')})  # decoder.encoder
     return w.sd
@@ -134,7 +150,9 @@ def official_state_dict(plan, variant, in_channels=3, num_classes=NUM_CLASSES, s
 
 def conv(sd, p, x, stride=1):
     weight = sd[p + 'weight']
-    return F.conv2d(x, weight, sd[p + 'bias'], pair(stride), [(s - 1) // 2 for s in weight.shape[-2:]])
+    conv_nd = F.conv3d if weight.dim() == 5 else F.conv2d
+    padding = [(s - 1) // 2 for s in weight.shape[2:]]
+    return conv_nd(x, weight, sd[p + 'bias'], ntuple(stride, weight.dim() - 2), padding)
 
 
 def inorm(sd, p, x):
@@ -172,16 +190,16 @@ def official_mamba(sd, p, h):
 
 
 def official_mamba_layer(sd, p, x, channel_token):
-    B, C, H, W = x.shape
-    flat = x.reshape(B, C, H * W) if channel_token else x.reshape(B, C, H * W).transpose(1, 2)
+    B, C = x.shape[:2]
+    flat = x.reshape(B, C, -1) if channel_token else x.reshape(B, C, -1).transpose(1, 2)
     flat = F.layer_norm(flat, flat.shape[-1:], sd[p + 'norm.weight'], sd[p + 'norm.bias'])
     out = official_mamba(sd, p + 'mamba.', flat)
-    return (out if channel_token else out.transpose(1, 2)).reshape(B, C, H, W)
+    return (out if channel_token else out.transpose(1, 2)).reshape(x.shape)
 
 
 def official_umamba(sd, x, plan, variant):
     """The deep-supervision outputs, highest resolution first."""
-    n = len(plan['features'])
+    n, dims = len(plan['features']), spatial_dims(plan)
     enc, dec = official_blocks(plan)
     mambas = official_mamba_stages(plan, variant)
     x = official_stage(sd, 'encoder.stem.', x, 1, enc[0])
@@ -194,9 +212,10 @@ def official_umamba(sd, x, plan, variant):
         skips.append(x)
     x, outputs = skips[-1], []
     for s in range(n - 1):
-        x = F.interpolate(x, scale_factor=tuple(float(v) for v in pair(plan['strides'][-1 - s])), mode='nearest')
+        scale = tuple(float(v) for v in ntuple(plan['strides'][-1 - s], dims))
+        x = F.interpolate(x, scale_factor=scale, mode='nearest')
         x = conv(sd, f'decoder.upsample_layers.{s}.conv.', x)
-        if s < n - 2:
+        if s < n - 2 or dims == 3:
             x = torch.cat((x, skips[-(s + 2)]), 1)
         x = official_stage(sd, f'decoder.stages.{s}.', x, 1, dec[s])
         outputs.append(conv(sd, f'decoder.seg_layers.{s}.', x))
@@ -210,7 +229,8 @@ def build_converted(sd, plan, variant, in_channels=3):
     backbone = UMamba(plan, mamba=variant, in_channels=in_channels).double()
     load_state_dict_checked(backbone, {k[9:]: v for k, v in converted.items() if k.startswith('backbone.')})
     head = DeepSupervisionHead(backbone.out_channels, backbone.out_channels[0], NUM_CLASSES,
-                               scale_weights=(1.0,) * len(backbone.out_channels)).double()
+                               scale_weights=(1.0,) * len(backbone.out_channels),
+                               spatial_dims=backbone.spatial_dims).double()
     load_state_dict_checked(head, {k[12:]: v for k, v in converted.items() if k.startswith('decode_head.')})
     return backbone, head
 
@@ -229,6 +249,34 @@ def test_deep_supervision_logits_match_official(variant, plan, size):
                  torch.float64, name='prediction')
 
 
+@pytest.mark.parametrize('variant, plan, size', [('bot', BOT_PLAN_3D, (16, 16, 16)), ('enc', ENC_PLAN_3D, (8, 8, 8))])
+def test_3d_deep_supervision_logits_match_official(variant, plan, size):
+    sd = official_state_dict(plan, variant, in_channels=1)
+    volumes = torch.randn(2, 1, *size, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    expected = official_umamba(sd, volumes, plan, variant)
+    backbone, head = build_converted(sd, plan, variant, in_channels=1)
+    actual = head(backbone(volumes))
+    assert backbone.spatial_dims == 3 and len(actual) == len(expected) == 2
+    assert actual[0].shape == (2, NUM_CLASSES, *size)
+    for i, (a, e) in enumerate(zip(actual, expected)):
+        assert a.shape == e.shape
+        assert_close(a, e, torch.float64, name=f'scale {i}')
+
+
+def test_3d_layout_differs_from_2d_as_the_official_nets():
+    """Enc 3D: Mamba after every stage (2D: alternate ones); 3D decoders concatenate the full-resolution skip."""
+    enc3d = UMamba(ENC_PLAN_3D, mamba='enc', in_channels=1)
+    assert [(layer.dims, layer.channel_token) for layer in enc3d.encoder.mamba_layers] == [
+        (8, False), (16, False), (8, True)]
+    assert enc3d.fixed_size == (8, 8, 8) and enc3d.size_multiple == (4, 4, 4)
+    assert enc3d.decoder.stages[-1][0].conv1.in_channels == 2 * 8
+    assert UMamba(ENC_PLAN, mamba='enc').decoder.stages[-1][0].conv1.in_channels == 8
+    bot3d = UMamba(BOT_PLAN_3D, mamba='bot', in_channels=1)
+    assert isinstance(bot3d.encoder.stages[1][0].conv1, torch.nn.Conv3d)
+    assert bot3d.encoder.stages[1][0].conv1.kernel_size == (1, 3, 3) and bot3d.size_multiple == (2, 4, 4)
+    assert bot3d.fixed_size is None
+
+
 def test_enc_scans_channel_tokens_where_the_patch_map_is_small():
     layers = UMamba(ENC_PLAN, mamba='enc').encoder.mamba_layers
     assert [getattr(layer, 'channel_token', None) for layer in layers] == [False, None, True]
@@ -236,7 +284,8 @@ def test_enc_scans_channel_tokens_where_the_patch_map_is_small():
 
 
 @pytest.mark.parametrize('arch, variant', [('nnunet-2d-320', 'bot'), ('nnunet-2d-320', 'enc'),
-                                           ('nnunet-2d-512', 'bot')])
+                                           ('nnunet-2d-512', 'bot'), ('nnunet-3d-128', 'bot'),
+                                           ('nnunet-3d-128', 'enc')])
 def test_param_counts_equal_the_official_models(arch, variant):
     plan = UMamba.arch_zoo[arch]
     official = official_state_dict(plan, variant, meta=True)
@@ -260,6 +309,26 @@ def test_plan_from_nnunet_plans_file():
                         encoder_blocks=(2, 2, 2), decoder_blocks=(2, 2), patch_size=(64, 32))
     assert UMamba(plan).size_multiple == (4, 2)
     with pytest.raises(ValueError, match="configuration '3d_fullres'"):
+        plan_from_nnunet(plans, '3d_fullres')
+
+
+def nnunet_3d_plans(plan):
+    """An nnUNetPlans.json dict whose 3d_fullres configuration is ``plan`` (features doubling from 8, at most 32)."""
+    return {'configurations': {'3d_fullres': dict(
+        UNet_base_num_features=plan['features'][0], unet_max_num_features=max(plan['features']),
+        conv_kernel_sizes=[list(ntuple(k, 3)) for k in plan['kernel_sizes']],
+        pool_op_kernel_sizes=[list(ntuple(s, 3)) for s in plan['strides']],
+        n_conv_per_stage_encoder=list(plan['encoder_blocks']), n_conv_per_stage_decoder=list(plan['decoder_blocks']),
+        patch_size=list(plan['patch_size']))}}
+
+
+def test_plan_from_nnunet_3d_fullres():
+    plans = nnunet_3d_plans(ENC_PLAN_3D)
+    plan = plan_from_nnunet(plans, '3d_fullres')
+    assert plan == dict(ENC_PLAN_3D, strides=((1, 1, 1), (2, 2, 2), (2, 2, 2)), kernel_sizes=((3, 3, 3),) * 3)
+    assert UMamba(plan).spatial_dims == 3
+    plans['configurations']['3d_fullres']['conv_kernel_sizes'][1] = [3, 3]
+    with pytest.raises(ValueError, match='neither 2D nor 3D throughout'):
         plan_from_nnunet(plans, '3d_fullres')
 
 
@@ -301,6 +370,41 @@ def test_converter_tool_reads_the_plan_and_variant_from_the_checkpoint(tmp_path,
     assert torch.equal(saved['state_dict']['decode_head.seg_layers.0.weight'], sd['decoder.seg_layers.2.weight'])
     with pytest.raises(SystemExit, match='not a U-Mamba \\(enc\\) checkpoint'):
         run_converter(monkeypatch, src, dst, '--mamba', 'enc')
+
+
+def test_3d_bad_inputs_are_clear_errors():
+    model = UMamba(BOT_PLAN_3D, mamba='bot', in_channels=1)
+    with pytest.raises(ValueError, match=r'expects \(batch, 1, D, H, W\) volumes with D, H and W multiples of 2 x 4'):
+        model(torch.randn(1, 1, 16, 16))
+    with pytest.raises(ValueError, match=r'multiples of 2 x 4 x 4'):
+        model(torch.randn(1, 1, 16, 16, 18))
+    with pytest.raises(ValueError, match=r'expects \(batch, 3, H, W\) images'):
+        UMamba(ENC_PLAN, mamba='enc')(torch.randn(1, 3, 16, 16, 16))
+    with pytest.raises(ValueError, match=r"channel tokens at the plan's patch size \(8, 8, 8\)"):
+        UMamba(ENC_PLAN_3D, mamba='enc', in_channels=1)(torch.randn(1, 1, 16, 16, 16))
+    with pytest.raises(ValueError, match='spatial_dims 2 does not fit the plan'):
+        UMamba(BOT_PLAN_3D, spatial_dims=2)
+    with pytest.raises(ValueError, match='spatial_dims None does not fit the plan'):
+        UMamba(dict(BOT_PLAN_3D, kernel_sizes=(3, (3, 3), 3)))
+
+
+def test_converter_tool_takes_a_3d_fullres_checkpoint_and_predicts_a_volume(tmp_path, monkeypatch):
+    """The tool reads the 3d_fullres plan and the Enc variant from checkpoint_final.pth; the converted network's
+    whole-volume prediction of a patch-size volume (one window) is the official forward's full-resolution logits."""
+    sd = official_state_dict(ENC_PLAN_3D, 'enc', in_channels=1)
+    src, dst = tmp_path / 'checkpoint_final.pth', tmp_path / 'mmssm.pth'
+    torch.save(dict(network_weights=sd, init_args=dict(plans=nnunet_3d_plans(ENC_PLAN_3D), configuration='3d_fullres'),
+                    trainer_name='nnUNetTrainerUMambaEnc'), src)
+    run_converter(monkeypatch, src, dst)
+    meta = torch.load(dst)['meta']
+    assert (meta['mamba'], meta['in_channels'], meta['num_classes']) == ('enc', 1, NUM_CLASSES)
+    assert meta['arch']['patch_size'] == (8, 8, 8)
+    network = network_from_checkpoint(dst).double()
+    volume = torch.randn(1, 8, 8, 8, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    logits = predict_volume(network, volume, meta['arch']['patch_size'])
+    assert_close(logits.double(), official_umamba(sd, volume[None], ENC_PLAN_3D, 'enc')[0][0], torch.float32)
+    with pytest.raises(SystemExit, match='not a U-Mamba \\(bot\\) checkpoint'):
+        run_converter(monkeypatch, src, dst, '--mamba', 'bot')
 
 
 def test_bad_inputs_are_clear_errors():
