@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 
 def window_starts(size, patch, step=0.5):
@@ -29,6 +28,7 @@ def gaussian_importance(patch_size, sigma_scale=1 / 8):
     """nnU-Net's ``compute_gaussian``: a unit impulse at the centre voxel (index size // 2) smoothed by scipy's
     ``gaussian_filter`` (sigma = sigma_scale * size, constant 0 border), divided by its maximum; zeros get the
     smallest non-zero value. A float64 tensor of ``patch_size``."""
+    from scipy.ndimage import gaussian_filter  # scipy comes with the medical requirements (requirements/mmseg.txt)
     impulse = np.zeros(patch_size)
     impulse[tuple(s // 2 for s in patch_size)] = 1
     weights = gaussian_filter(impulse, [s * sigma_scale for s in patch_size], 0, mode='constant', cval=0)
