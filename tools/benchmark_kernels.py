@@ -155,8 +155,10 @@ def scan_inputs(batch, channels, length, states, groups, with_z, dtype, device):
                 delta_bias=(torch.randn(channels, device=device) * 0.5).requires_grad_())
 
 
-def bench_scan(table, batch, device):
-    """The bare selective scan (delta_softplus, D, delta_bias) through the public op vs the chunked PyTorch path."""
+def bench_scan(table, batch, device, graphs=False):
+    """The bare selective scan (delta_softplus, D, delta_bias) through the public op vs the chunked PyTorch path;
+    with ``graphs``, the public op is timed as CUDA-graph replays (GPU time, no host work; the PyTorch path stays
+    eager)."""
     for shape_name, (channels, length, states, groups, with_z) in SCAN_SHAPES.items():
         for name, dtype in DTYPES.items():
             inputs = scan_inputs(batch, channels, length, states, groups, with_z, dtype, device)
@@ -172,11 +174,13 @@ def bench_scan(table, batch, device):
                 def run(*args, scan=scan):
                     return scan(**dict(zip([k for k, t in inputs.items() if t is not None], args)),
                                 delta_softplus=True)
+                replay = graphed if graphs and scan is K.selective_scan else (lambda f: f)
                 with torch.no_grad():
-                    out.append(median_ms(lambda: run(*leaves)))
-                out.append(median_ms(fwd_bwd(run, leaves, grad)))
+                    out.append(median_ms(replay(lambda: run(*leaves))))
+                out.append(median_ms(replay(fwd_bwd(run, leaves, grad))))
             shape = f'{channels}x{length}, N={states}, G={groups}' + (', z' if with_z else '')
-            table.add(f'selective_scan {shape_name}', shape, name, ms, (fwd_bytes, fwd_bytes + bwd_bytes),
+            timing = ' (CUDA graphs)' if graphs else ''
+            table.add(f'selective_scan {shape_name}{timing}', shape, name, ms, (fwd_bytes, fwd_bytes + bwd_bytes),
                       'chunked PyTorch', base)
             del inputs, leaves, grad
             torch.cuda.empty_cache()
@@ -445,7 +449,8 @@ def main():
     parser.add_argument('--check', action='store_true',
                         help='check the fused SS2D core and LayerNorm2d against float64 first')
     parser.add_argument('--graphs', action='store_true',
-                        help='time the fused SS2D core and its separate ops as CUDA-graph replays (GPU time)')
+                        help='time the selective scan, the fused SS2D core and its separate ops as CUDA-graph '
+                             'replays (GPU time)')
     parser.add_argument('--out', default=os.environ.get('OUT', '.'))
     args = parser.parse_args()
     if not torch.cuda.is_available():
@@ -465,7 +470,7 @@ def main():
           f'device-to-device copy {copy_gbs:.0f} GB/s', flush=True)
     table = Table(copy_gbs)
     print('| ' + ' | '.join(Table.HEADER) + ' |', flush=True)
-    for section, bench in (('routes', bench_routes), ('scan', bench_scan),
+    for section, bench in (('routes', bench_routes), ('scan', lambda *a: bench_scan(*a, graphs=args.graphs)),
                            ('ss2d', lambda *a: bench_ss2d(*a, graphs=args.graphs)), ('group', bench_group),
                            ('norm', bench_norm)):
         if section in sections:

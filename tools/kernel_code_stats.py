@@ -93,7 +93,7 @@ def main():
     from check_kernels_device import SHAPES
     print(f'tree {os.path.abspath(args.tree)}, {args.dtype}, sm_90')
     for name, (channels, length, states, groups, with_z) in SHAPES.items():
-        tiles = launchers.default_tiles(states)
+        tiles = launchers.default_tiles(states, length)
         chunk = launchers.chunk_length(states, length, tiles)
         ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
                     num_groups=groups, num_chunks=launchers.cdiv(length, chunk))
