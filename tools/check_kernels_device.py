@@ -148,8 +148,11 @@ def candidate_tiles(num_states, length, tune):
     # (BLOCK_D, warps) per chunk length: with rows aligned to 8 steps (bf16 vectors), 8-step chunks keep each
     # channel's steps inside one thread (no shuffles in the scans); the i-th forward is paired with the i-th backward
     # setting, each kernel is timed on its own
-    chunks = (8, 16, 32, 64) if num_states == 1 else (8, 16)
+    # (many states also: 32-step chunks, and 16-channel forward / 4-channel backward blocks, fewer registers a thread)
+    chunks = (8, 16, 32, 64) if num_states == 1 else (8, 16, 32)
     fwd, bwd = ((32, 1), (64, 2), (64, 4)), ((32, 1), (64, 2), (16, 1))
+    if num_states > 1:
+        fwd, bwd = fwd + ((16, 1), ), bwd + ((4, 1), )
     swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
     return [default_tiles(num_states, length)] + swept
 
