@@ -332,6 +332,19 @@ def test_plan_from_nnunet_3d_fullres():
         plan_from_nnunet(plans, '3d_fullres')
 
 
+def test_plan_from_nnunet_resolves_inherits_from():
+    """nnU-Net's PlansManager resolves ``inherits_from`` (e.g. 3d_cascade_fullres from 3d_fullres), the child's keys
+    overriding the parent's; get_umamba_*_from_plans builds from the resolved configuration."""
+    plans = nnunet_3d_plans(ENC_PLAN_3D)
+    plans['configurations']['3d_cascade_fullres'] = dict(inherits_from='3d_fullres', n_conv_per_stage_decoder=[1, 1])
+    plans['configurations']['3d_cascade_bs4'] = dict(inherits_from='3d_cascade_fullres', batch_size=4)
+    expected = dict(plan_from_nnunet(plans, '3d_fullres'), decoder_blocks=(1, 1))
+    assert plan_from_nnunet(plans, '3d_cascade_fullres') == plan_from_nnunet(plans, '3d_cascade_bs4') == expected
+    plans['configurations']['3d_fullres']['inherits_from'] = '3d_cascade_bs4'
+    with pytest.raises(ValueError, match='circular inherits_from'):
+        plan_from_nnunet(plans, '3d_cascade_bs4')
+
+
 def test_converter_rejects_unknown_keys_and_altered_duplicates():
     sd = official_state_dict(ENC_PLAN, 'enc')
     with pytest.raises(ValueError, match=r'convert_umamba: 1 keys are not official U-Mamba keys.*extra'):

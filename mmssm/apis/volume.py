@@ -65,8 +65,9 @@ def predict_volume(network, volume, patch_size, step=0.5, mirror_axes=None):
         step: window spacing as a fraction of the patch (nnU-Net's ``tile_step_size``, 0.5).
         mirror_axes: spatial axes to mirror for test-time augmentation (nnU-Net uses (0, 1, 2) in 3D), or None.
 
-    Returns: (K, *spatial) float32 logits (accumulated in float32, nnU-Net's default on GPU is half); ``.argmax(0)``
-    gives the labels.
+    Returns: (K, *spatial) float32 logits; ``.argmax(0)`` gives the labels. Accumulated in float32 with the exact
+    Gaussian: nnU-Net accumulates in half on any device, its Gaussian (x ``value_scaling_factor`` 10) cast to half
+    before the min-nonzero fill, so its tiniest corner weights (about 0.5% of a 3D window) are floored to 6e-8.
     """
     patch_size = tuple(patch_size)
     if volume.dim() != len(patch_size) + 1:

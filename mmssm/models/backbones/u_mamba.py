@@ -51,11 +51,23 @@ def nnunet_plan(patch_size, num_stages, max_features):
                 decoder_blocks=(2, ) * (num_stages - 1), patch_size=tuple(patch_size))
 
 
+def _resolve_configuration(plans, name, visited=()):
+    """The configuration ``name`` with its ``inherits_from`` chain merged in (the child's keys win), as nnU-Net's
+    ``PlansManager.get_configuration``; None if it or a parent is missing."""
+    config = plans.get('configurations', {}).get(name)
+    if config is None or 'inherits_from' not in config:
+        return config
+    if config['inherits_from'] in visited + (name, ):
+        raise ValueError(f'plan_from_nnunet: circular inherits_from: {" -> ".join(visited + (name, ))}')
+    parent = _resolve_configuration(plans, config['inherits_from'], visited + (name, ))
+    return None if parent is None else {**parent, **config}
+
+
 def plan_from_nnunet(plans, configuration='2d'):
     """Our plan dict from an nnU-Net v2 ``nnUNetPlans.json`` (as a dict; also ``init_args['plans']`` of a
-    ``checkpoint_final.pth``) and a 2D or 3D configuration (``'2d'``, ``'3d_fullres'``, ...): the keys U-Mamba's
-    ``get_umamba_*_from_plans`` read."""
-    config = plans.get('configurations', {}).get(configuration)
+    ``checkpoint_final.pth``) and a 2D or 3D configuration (``'2d'``, ``'3d_fullres'``, ``'3d_cascade_fullres'``
+    with its ``inherits_from`` resolved, ...): the keys U-Mamba's ``get_umamba_*_from_plans`` read."""
+    config = _resolve_configuration(plans, configuration)
     needed = ('UNet_base_num_features', 'unet_max_num_features', 'conv_kernel_sizes', 'pool_op_kernel_sizes',
               'n_conv_per_stage_encoder', 'n_conv_per_stage_decoder', 'patch_size')
     if config is None or any(key not in config for key in needed):
