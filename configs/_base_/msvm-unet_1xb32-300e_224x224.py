@@ -29,6 +29,7 @@ model = dict(
         concat_input=False,
         dropout_ratio=0.0,
         num_classes=9,  # the dataset config sets its own
+        init_cfg=None,  # the official classifier keeps PyTorch's default init (mmseg's: normal std 0.01)
         loss_decode=[
             dict(type='CrossEntropyLoss', loss_weight=0.4),
             dict(type='mmssm.ClassDiceLoss', loss_weight=0.6),
