@@ -183,6 +183,30 @@ def test_pretrained_init_fills_the_encoder(tmp_path):
                  ).init_weights()
 
 
+def test_decoder_keeps_the_pytorch_default_init():
+    # the official VSSM trunc-normal-initialises its Linears (zero biases); the official Decoder applies no init
+    model = MSVMUNet(TINY, decoder_depths=DECODER_DEPTHS)
+    model.init_weights()
+    assert not model.encoder.stages[0].blocks[0].mlp.fc1.bias.any()
+    for linear in (model.decoder[0].concat_proj, model.decoder[1].blocks[0].mlp.fc1):
+        bound = linear.in_features ** -0.5  # nn.Linear's default: U(-bound, bound) weights and biases
+        assert linear.bias.any() and linear.weight.abs().max() <= bound
+        assert linear.weight.std() > 0.8 * bound / 3 ** 0.5  # not trunc-normal(0.02)
+
+
+def test_config_checkpoint_fits_the_encoder():
+    # the official code loads vssm1_tiny_0230s_ckpt_epoch_264.pth (VMamba-T [s1l8]); its README's
+    # vssm_tiny_0230_ckpt_epoch_262.pth is VMamba-T [s2l5] (2-2-5-2, ssm_ratio 2), which does not fit the encoder
+    from mmssm.apis import load_config
+    root = Path(__file__).resolve().parents[1]
+    backbone = load_config(str(root / 'configs/msvm_unet/msvm-unet_1xb32-300e_synapse-224x224.py')).model.backbone
+    arch = VMamba.resolve_arch(backbone.arch)
+    row = f"| {'-'.join(map(str, arch['depths']))} | {arch['embed_dims']} | {arch['ssm_ratio']} |"
+    release = [line for line in (root / 'configs/vmamba/README.md').read_text().splitlines() if row in line]
+    assert len(release) == 1
+    assert Path(backbone.init_cfg.checkpoint).name == re.search(r'\[(\S+\.pth)\]', release[0])[1]
+
+
 def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
     tool = Path(__file__).resolve().parents[1] / 'tools/model_converters/msvmunet2mmssm.py'
     arch = VMamba.resolve_arch('tiny')
@@ -201,3 +225,19 @@ def test_converter_tool_writes_an_mmseg_checkpoint(tmp_path):
 def test_input_must_be_a_multiple_of_32():
     with pytest.raises(ValueError, match=r'MSVMUNet expects \(batch, 3, H, W\) images with H and W multiples of 32'):
         MSVMUNet(TINY, decoder_depths=DECODER_DEPTHS)(torch.randn(1, 3, 64, 48))
+
+
+@pytest.mark.parametrize('name', ['msvm-unet_1xb32-300e_synapse-224x224.py', 'msvm-unet_1xb32-300e_acdc-224x224.py'])
+def test_config_classifier_keeps_the_pytorch_default_init(name):
+    # the official final 1x1 conv is a plain nn.Conv2d with no init of its own; mmseg's heads draw conv_seg from a
+    # normal of std 0.01 with zero bias unless init_cfg is None
+    from mmengine.registry import DefaultScope
+
+    from mmssm.apis import load_config
+    config = Path(__file__).resolve().parents[1] / 'configs/msvm_unet' / name
+    torch.manual_seed(0)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        head = MODELS.build(dict(load_config(str(config)).model.decode_head, type='mmseg.FCNHead'))
+    head.init_weights()
+    bound = head.conv_seg.in_channels ** -0.5  # nn.Conv2d's default: U(-bound, bound) weights and biases (1x1)
+    assert head.conv_seg.bias.any() and 0.5 * bound < head.conv_seg.weight.abs().max() <= bound

@@ -3,7 +3,9 @@
 # (slice - 0.5) / 0.5 at 224x224 repeated to 3 channels; CE 0.4 + the TransUNet Dice 0.6; AdamW lr 5e-4 (weight decay
 # 1e-3 for Synapse, 1e-4 for ACDC); cosine annealing per epoch over the 300 epochs down to 1e-6; validation every 20
 # epochs. A dataset config adds a `configs/_base_/<dataset>_224x224.py`, the number of classes and its checkpoint hook.
-checkpoint = 'checkpoints/vssm_tiny_0230_ckpt_epoch_262.pth'  # the official VMamba-T v2 ImageNet file (README)
+# VMamba-T [s1l8] (2-2-8-2, ssm_ratio 1), the file model/vmamba/__init__.py loads; the README's
+# vssm_tiny_0230_ckpt_epoch_262.pth is VMamba-T [s2l5] (2-2-5-2, ssm_ratio 2) and does not fit this encoder
+checkpoint = 'checkpoints/vssm1_tiny_0230s_ckpt_epoch_264.pth'
 model = dict(
     type='EncoderDecoder',
     data_preprocessor=dict(
@@ -27,6 +29,7 @@ model = dict(
         concat_input=False,
         dropout_ratio=0.0,
         num_classes=9,  # the dataset config sets its own
+        init_cfg=None,  # the official classifier keeps PyTorch's default init (mmseg's: normal std 0.01)
         loss_decode=[
             dict(type='CrossEntropyLoss', loss_weight=0.4),
             dict(type='mmssm.ClassDiceLoss', loss_weight=0.6),

@@ -35,6 +35,7 @@ model = dict(
         num_classes=2,
         out_channels=1,  # one sigmoid output: lesion probability
         threshold=0.5,
+        init_cfg=None,  # the official classifier keeps PyTorch's default init (mmseg's: normal std 0.01)
         loss_decode=[
             dict(type='CrossEntropyLoss', use_sigmoid=True, loss_weight=1.0),
             dict(type='mmssm.BinaryDiceLoss', smooth=1.0, loss_weight=1.0),  # mmseg's DiceLoss: see its docstring

@@ -29,6 +29,7 @@ model = dict(
         concat_input=False,
         dropout_ratio=0.0,
         num_classes={{_base_.num_classes}},
+        init_cfg=None,  # the official classifier keeps PyTorch's default init (mmseg's: normal std 0.01)
         loss_decode=[
             dict(type='CrossEntropyLoss', loss_weight=1.0),  # torch's CE: the mean over the pixels
             dict(type='mmssm.ClassDiceLoss', loss_weight=1.0),  # nDiceLoss(softmax=True)

@@ -52,7 +52,7 @@ class MSVMUNet(BaseModule):
             of the decoder blocks, falling linearly from this rate (deepest) to 0.
         with_cp: gradient checkpointing per block.
         init_cfg: ``dict(type='Pretrained', checkpoint=...)`` with an official VMamba ImageNet checkpoint fills the
-            encoder as the official code does (the classifier is not used); the decoder keeps its init.
+            encoder as the official code does (the classifier is not used); the decoder keeps PyTorch's default init.
 
     Returns (forward): a 1-tuple with the (batch, C0, H, W) decoder output.
     """
@@ -84,9 +84,10 @@ class MSVMUNet(BaseModule):
         return (self.final_expand(x),)  # (batch, C0, H, W)
 
     def init_weights(self):
-        """Official init; with ``Pretrained`` the encoder from an official VMamba checkpoint (strict, the output norms
-        and classifier are not used)."""
-        self.apply(init_linear_and_layernorm)
+        """Official init: the encoder's (VMamba's trunc-normal Linears), the decoder keeps PyTorch's default init (the
+        official ``Decoder`` applies none); with ``Pretrained`` the encoder from an official VMamba checkpoint
+        (strict, the output norms and classifier are not used)."""
+        self.encoder.apply(init_linear_and_layernorm)
         if self.init_cfg is not None and self.init_cfg.get('type') == 'Pretrained':
             load_pretrained(self.encoder, self.init_cfg['checkpoint'], convert=_encoder_only)
         self._is_init = True
