@@ -141,10 +141,10 @@ def min_bytes(batch, channels, length, states, groups, with_z, dtype):
     return per_token + 2 * batch * groups * states * length * item
 
 
-def candidate_tiles(num_states, length, tune):
+def candidate_tiles(num_states, length, dtype, tune):
     """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
     if not tune:
-        return [default_tiles(num_states, length)]
+        return [default_tiles(num_states, length, dtype)]
     # (BLOCK_D, warps) per chunk length: with rows aligned to 8 steps (bf16 vectors), 8-step chunks keep each
     # channel's steps inside one thread (no shuffles in the scans); the i-th forward is paired with the i-th backward
     # setting, each kernel is timed on its own
@@ -154,7 +154,7 @@ def candidate_tiles(num_states, length, tune):
     if num_states > 1:
         fwd, bwd = fwd + ((16, 1), ), bwd + ((4, 1), )
     swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
-    return [default_tiles(num_states, length)] + swept
+    return [default_tiles(num_states, length, dtype)] + swept
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
@@ -208,7 +208,7 @@ def timings(device, tune, with_torch):
             args = list(inputs.values())
             grad_out = torch.randn_like(inputs['u'])
             row = {}
-            for tiles in candidate_tiles(states, length, tune):
+            for tiles in candidate_tiles(states, length, dtype, tune):
                 def fwd():
                     return selective_scan_fwd_triton(*args, True, False, dtype, False, tiles=tiles)
 
@@ -275,7 +275,8 @@ def main():
                                                  for key, case in correctness_cases(False, not args.skip_long)]
         for name, shape in SHAPES.items():
             for dtype in (torch.bfloat16,) if args.tune else (torch.float32, torch.bfloat16):
-                jobs += [('time', (name, dtype, tiles)) for tiles in candidate_tiles(shape[2], shape[1], args.tune)]
+                tiles = candidate_tiles(shape[2], shape[1], dtype, args.tune)
+                jobs += [('time', (name, dtype, launch)) for launch in tiles]
         compile_in_parallel(jobs, args.compile_workers)
     if not args.skip_correctness:
         results['correctness'] = correctness(device, args.smoke, not args.skip_long)

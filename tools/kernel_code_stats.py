@@ -92,9 +92,11 @@ def main():
     sys.path.insert(0, TOOLS)
     from check_kernels_device import SHAPES
     print(f'tree {os.path.abspath(args.tree)}, {args.dtype}, sm_90')
+    import torch
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     for name, (channels, length, states, groups, with_z) in SHAPES.items():
-        tiles = launchers.default_tiles(states, length)
-        chunk = launchers.chunk_length(states, length, tiles)
+        tiles = launchers.default_tiles(states, length, dtype)
+        chunk = launchers.chunk_length(states, length, dtype, tiles)
         ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
                     num_groups=groups, num_chunks=launchers.cdiv(length, chunk))
         flags = dict(HAS_D=True, HAS_Z=with_z, HAS_BIAS=True, HAS_INITIAL=False, SOFTPLUS=True, RETURN_STATES=False)

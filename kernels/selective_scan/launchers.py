@@ -23,20 +23,21 @@ class ScanTiles:
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
 # (docs/benchmarks.md): single-warp backward programs avoid the barriers of cross-warp reductions and scans;
-# 'short' (N = 1, L <= 64) from the H200 sweep of session 9: at L = 49 (VMamba-T stage 4) 8-step chunks take the
-# forward from 0.126 to 0.083 ms and forward + backward from 0.416 to 0.320 ms
+# 'short' (N = 1, L <= 64, 16-bit inputs) from the H200 runs of session 9: at L = 49 (VMamba-T stage 4) 8-step chunks
+# take bf16 forward + backward from 0.413 to 0.314 ms, but fp32 from 0.413 to 0.584 ms (fp32 keeps 'one_state')
 TILES = {'one_state': ScanTiles(chunk=64, whole_sequence=64, fwd_tile=1024, fwd_warps=4, bwd_tile=256,
                                 bwd_warps=1),
          'short': ScanTiles(chunk=8, whole_sequence=8, fwd_tile=512, fwd_warps=4, bwd_tile=128, bwd_warps=1),
          'many_states': ScanTiles(chunk=16, whole_sequence=16, fwd_tile=512, fwd_warps=4, bwd_tile=128,
                                   bwd_warps=1)}
-SHORT_SEQUENCE = 64  # N = 1 sequences up to this length take the 'short' tiles
+SHORT_SEQUENCE = 64  # N = 1 sequences of 16-bit inputs up to this length take the 'short' tiles
 
 
-def default_tiles(num_states, length):
+def default_tiles(num_states, length, dtype):
     if num_states > 1:
         return TILES['many_states']
-    return TILES['short' if length <= SHORT_SEQUENCE else 'one_state']
+    short = length <= SHORT_SEQUENCE and dtype.itemsize == 2
+    return TILES['short' if short else 'one_state']
 
 
 def check_selective_scan_args(u, delta, A, B, C, D, z, delta_bias, initial_state, return_states):
@@ -82,9 +83,10 @@ def _largest_power_of_two_dividing(n, cap):
     return size
 
 
-def chunk_length(num_states, length, tiles=None):
-    """Steps per chunk (BLOCK_T): the forward saves one state checkpoint per chunk of this length."""
-    tiles = tiles or default_tiles(num_states, length)
+def chunk_length(num_states, length, dtype, tiles=None):
+    """Steps per chunk (BLOCK_T) for inputs of ``dtype``: the forward saves one state checkpoint per chunk of this
+    length."""
+    tiles = tiles or default_tiles(num_states, length, dtype)
     padded = next_power_of_2(length)
     return padded if padded <= tiles.whole_sequence else min(padded, tiles.chunk)
 
@@ -116,8 +118,8 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
     batch, channels, length, num_states, groups = check_selective_scan_args(
         u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
     _check_triton_device(u)
-    tiles = tiles or default_tiles(num_states, length)
-    block_t = chunk_length(num_states, length, tiles)
+    tiles = tiles or default_tiles(num_states, length, u.dtype)
+    block_t = chunk_length(num_states, length, u.dtype, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.fwd_tile)
     num_chunks = cdiv(length, block_t)
     device = u.device
@@ -147,8 +149,8 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
     batch, channels, length, num_states, groups = check_selective_scan_args(
         u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
     _check_triton_device(u)
-    tiles = tiles or default_tiles(num_states, length)
-    block_t = chunk_length(num_states, length, tiles)
+    tiles = tiles or default_tiles(num_states, length, u.dtype)
+    block_t = chunk_length(num_states, length, u.dtype, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
     num_chunks = cdiv(length, block_t)
     check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
