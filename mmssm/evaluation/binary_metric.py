@@ -10,6 +10,8 @@ protocols quote. Subclasses only pick and name the scores they report:
 | ``mmssm.ISICMetric`` | VM-UNet skin lesions (ISIC 2017 / 2018) | Acc, Sensitivity, Specificity, DSC, mIoU |
 
 Pixels of all images are pooled (no per-image averaging); the scores are those of the foreground class (label 1).
+``cohen_kappa``, ``confusion_counts`` and ``log_scores`` also serve the multi-class confusion matrices of
+``SemanticChangeMetric`` and ``DamageAssessmentMetric``.
 """
 import numpy as np
 import torch
@@ -24,6 +26,31 @@ def _ratio(numerator, denominator):
     return numerator / denominator if denominator else 0.0
 
 
+def cohen_kappa(confusion):
+    """Cohen's kappa of a square confusion matrix; 0 when it is empty or the chance agreement is 1."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    total = confusion.sum()
+    if not total:
+        return 0.0
+    observed = np.trace(confusion) / total
+    chance = float(confusion.sum(1) @ confusion.sum(0)) / total ** 2
+    return _ratio(observed - chance, 1 - chance)
+
+
+def confusion_counts(rows, columns, num_classes):
+    """The (num_classes, num_classes) numpy matrix of pair counts [row value, column value] of two flat integer
+    tensors holding 0 .. num_classes - 1."""
+    counts = torch.bincount(rows * num_classes + columns, minlength=num_classes ** 2)
+    return counts.reshape(num_classes, num_classes).numpy()  # (num_classes ** 2,) -> [row, column]
+
+
+def log_scores(title, scores, width):
+    """Log ``scores`` (name -> value) as a two-line table under ``title``, columns ``width`` characters wide."""
+    header = ' | '.join(f'{name:>{width}}' for name in scores)
+    values = ' | '.join(f'{value:{width}.2f}' for value in scores.values())
+    print_log(f'{title}:\n{header}\n{values}', logger='current')
+
+
 def binary_scores(confusion):
     """Scores in percent (keys ``SCORE_NAMES``) from a 2x2 confusion matrix ``confusion[label, prediction]``.
 
@@ -34,12 +61,9 @@ def binary_scores(confusion):
     are one and the same class everywhere) is 0, as in VM-UNet's and MambaCD's code.
     """
     (tn, fp), (fn, tp) = np.asarray(confusion, dtype=np.float64)
-    total = tn + fp + fn + tp
-    accuracy = _ratio(tp + tn, total)
-    chance = _ratio((tp + fp) * (tp + fn) + (tn + fn) * (tn + fp), total * total)
-    scores = dict(accuracy=accuracy, precision=_ratio(tp, tp + fp), recall=_ratio(tp, tp + fn),
-                  specificity=_ratio(tn, tn + fp), F1=_ratio(2 * tp, 2 * tp + fp + fn), IoU=_ratio(tp, tp + fp + fn),
-                  kappa=_ratio(accuracy - chance, 1 - chance))
+    scores = dict(accuracy=_ratio(tp + tn, tn + fp + fn + tp), precision=_ratio(tp, tp + fp),
+                  recall=_ratio(tp, tp + fn), specificity=_ratio(tn, tn + fp), F1=_ratio(2 * tp, 2 * tp + fp + fn),
+                  IoU=_ratio(tp, tp + fp + fn), kappa=cohen_kappa(confusion))
     return {name: 100 * float(value) for name, value in scores.items()}
 
 
@@ -81,13 +105,10 @@ class BinaryConfusionMetric(BaseMetric):
                     raise ValueError(f'{type(self).__name__} needs {name} values 0 / 1 (and ignore_index '
                                      f'{self.ignore_index} in labels), got {torch.unique(values).tolist()} in '
                                      f'{sample.get("img_path", "a sample")}')
-            counts = torch.bincount(label * 2 + pred, minlength=4)  # index label * 2 + prediction
-            self.results.append(counts.reshape(2, 2).numpy())  # (4,) -> (2, 2) [label, prediction]
+            self.results.append(confusion_counts(label, pred, 2))  # [label, prediction]
 
     def compute_metrics(self, results):
         scores = binary_scores(sum(results, np.zeros((2, 2), dtype=np.int64)))
         reported = {name: scores[key] for name, key in self.REPORTED.items()}
-        header = ' | '.join(f'{name:>11}' for name in reported)
-        values = ' | '.join(f'{value:11.2f}' for value in reported.values())
-        print_log(f'{self.TITLE}:\n{header}\n{values}', logger='current')
+        log_scores(self.TITLE, reported, 11)
         return reported

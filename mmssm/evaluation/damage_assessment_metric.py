@@ -13,11 +13,10 @@ Labels equal to ``ignore_index`` (255: unclassified buildings) are left out.
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import print_log
 
 from mmssm.registry import METRICS
 
-from .binary_metric import binary_scores
+from .binary_metric import binary_scores, confusion_counts, log_scores
 from .semantic_change_metric import flat_maps
 
 DAMAGE_LEVELS = ('no_damage', 'minor_damage', 'major_damage', 'destroyed')
@@ -72,8 +71,7 @@ class DamageAssessmentMetric(BaseMetric):
                     if values.numel() and (values.min() < 0 or values.max() >= classes):
                         raise ValueError(f'DamageAssessmentMetric: {part} {role} of {name} must hold 0..{classes - 1}'
                                          f' (labels also {self.ignore_index}), got {torch.unique(values).tolist()}')
-                flat = torch.bincount(label * classes + pred, minlength=classes ** 2)
-                counts[part] = flat.reshape(classes, classes).numpy()  # (classes ** 2,) -> [label, prediction]
+                counts[part] = confusion_counts(label, pred, classes)  # [label, prediction]
             self.results.append(counts)
 
     def compute_metrics(self, results):
@@ -85,7 +83,5 @@ class DamageAssessmentMetric(BaseMetric):
         reported = dict(F1_loc=f1_loc, F1_clf=f1_clf, F1_oa=0.3 * f1_loc + 0.7 * f1_clf,
                         **{f'F1_{level}': float(f1) for level, f1 in zip(DAMAGE_LEVELS, per_level)})
         reported = {name: 100 * value for name, value in reported.items()}
-        header = ' | '.join(f'{name:>15}' for name in reported)
-        values = ' | '.join(f'{value:15.2f}' for value in reported.values())
-        print_log(f'building damage (%), xView2 / MambaCD protocol:\n{header}\n{values}', logger='current')
+        log_scores('building damage (%), xView2 / MambaCD protocol', reported, 15)
         return reported

@@ -19,23 +19,12 @@ import math
 import numpy as np
 import torch
 from mmengine.evaluator import BaseMetric
-from mmengine.logging import print_log
 
 from mmssm.registry import METRICS
 
-from .binary_metric import _ratio
+from .binary_metric import _ratio, cohen_kappa, confusion_counts, log_scores
 
 PROTOCOL = "MambaCD's current SECOND protocol: 37 from-to classes, (A - 1) * 6 + B"
-
-
-def cohen_kappa(confusion):
-    """Cohen's kappa of a square confusion matrix; 0 when it is empty or the chance agreement is 1."""
-    total = confusion.sum()
-    if not total:
-        return 0.0
-    observed = np.trace(confusion) / total
-    chance = float(confusion.sum(1) @ confusion.sum(0)) / total ** 2
-    return _ratio(observed - chance, 1 - chance)
 
 
 def scd_scores(confusion):
@@ -101,9 +90,8 @@ class SemanticChangeMetric(BaseMetric):
             pred = self._codes(maps['pred_sem_seg'], maps['pred_sem_seg_t1'], maps['pred_sem_seg_t2'])
             label = self._codes(maps['gt_sem_seg'], maps['gt_sem_seg_t1'], maps['gt_sem_seg_t2'])
             counted = (pred >= 0) & (pred < num_codes)
-            counts = torch.bincount(pred[counted] * num_codes + label[counted], minlength=num_codes ** 2)
             accuracy = (pred == label).double().mean().item() if pred.numel() else 0.0
-            self.results.append((counts.reshape(num_codes, num_codes).numpy(), accuracy))  # [prediction, label]
+            self.results.append((confusion_counts(pred[counted], label[counted], num_codes), accuracy))
 
     def _codes(self, change, first, second):
         """0 where unchanged, else the from-to code (A - 1) * K + B."""
@@ -130,7 +118,5 @@ class SemanticChangeMetric(BaseMetric):
         reported = dict(SeK=scores['SeK'], Fscd=scores['Fscd'], mIoU=scores['mIoU'],
                         OA=float(np.mean([accuracy for _, accuracy in results])))
         reported = {name: 100 * value for name, value in reported.items()}
-        header = ' | '.join(f'{name:>8}' for name in reported)
-        values = ' | '.join(f'{value:8.2f}' for value in reported.values())
-        print_log(f'semantic change (%), {PROTOCOL}:\n{header}\n{values}', logger='current')
+        log_scores(f'semantic change (%), {PROTOCOL}', reported, 8)
         return reported
