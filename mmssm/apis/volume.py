@@ -111,6 +111,7 @@ def network_from_checkpoint(path):
     from mmssm.models.backbones.light_m_unet import LightMUNet
     from mmssm.models.backbones.u_mamba import UMamba
     from mmssm.models.utils import load_state_dict_checked
+    from mmssm.models.utils.checkpoint import strip_prefix
     checkpoint = load_checkpoint_file(str(path), map_location='cpu')
     meta, state_dict = checkpoint['meta'], checkpoint['state_dict']
     if 'mamba' in meta:
@@ -119,8 +120,7 @@ def network_from_checkpoint(path):
     else:
         backbone = LightMUNet(meta['arch'], **meta.get('build_kwargs', {}))
         head = 'decode_head.conv_seg.'
-    load_state_dict_checked(backbone, {k[9:]: v for k, v in state_dict.items() if k.startswith('backbone.')},
-                            source=str(path))
+    load_state_dict_checked(backbone, strip_prefix(state_dict, 'backbone.', str(path)), source=str(path))
     weight = state_dict[head + 'weight']  # (K, C, 1, 1) or (K, C, 1, 1, 1)
     classifier = {4: torch.nn.Conv2d, 5: torch.nn.Conv3d}[weight.dim()](weight.shape[1], weight.shape[0], 1)
     classifier.load_state_dict({'weight': weight, 'bias': state_dict[head + 'bias']})

@@ -20,11 +20,7 @@ import torch
 from mmssm.compat import load_checkpoint_file
 from mmssm.models.backbones.swin_umamba import SwinUMamba, SwinUMambaD, convert_swin_umamba
 from mmssm.models.decode_heads import DeepSupervisionHead
-from mmssm.models.utils.checkpoint import CheckpointMismatchError, load_state_dict_checked
-
-
-def part(state_dict, prefix):
-    return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+from mmssm.models.utils.checkpoint import CheckpointMismatchError, load_state_dict_checked, strip_prefix
 
 
 def main(argv=None):
@@ -44,8 +40,8 @@ def main(argv=None):
     backbone = backbone_cls(in_channels=in_channels)
     head = DeepSupervisionHead(backbone.out_channels, backbone.out_channels[0], num_classes)
     try:
-        load_state_dict_checked(backbone, part(state_dict, 'backbone.'), source=args.src)
-        load_state_dict_checked(head, part(state_dict, 'decode_head.'), source=args.src)
+        load_state_dict_checked(backbone, strip_prefix(state_dict, 'backbone.', args.src), source=args.src)
+        load_state_dict_checked(head, strip_prefix(state_dict, 'decode_head.', args.src), source=args.src)
     except CheckpointMismatchError as error:
         sys.exit(f'{args.src} is not a {backbone_cls.__name__} checkpoint of the paper\'s arch:\n{error}')
     meta = dict(model=backbone_cls.__name__, in_channels=in_channels, num_classes=num_classes, source=args.src,

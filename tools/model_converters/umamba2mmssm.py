@@ -19,6 +19,7 @@ import torch
 from mmssm.compat import load_checkpoint_file
 from mmssm.models.backbones.u_mamba import UMamba, convert_umamba, plan_from_nnunet
 from mmssm.models.utils import CheckpointMismatchError, load_state_dict_checked
+from mmssm.models.utils.checkpoint import strip_prefix
 
 
 def main(argv=None):
@@ -39,7 +40,7 @@ def main(argv=None):
     if arch is None or mamba is None:
         sys.exit(f'{args.src} names no plan / variant (init_args, trainer_name): pass --arch and --mamba')
     state_dict = convert_umamba(checkpoint)
-    backbone_weights = {k[len('backbone.'):]: v for k, v in state_dict.items() if k.startswith('backbone.')}
+    backbone_weights = strip_prefix(state_dict, 'backbone.', args.src)
     in_channels = backbone_weights['encoder.stem.0.conv1.weight'].shape[1]
     backbone = UMamba(arch, mamba=mamba, in_channels=in_channels)
     num_seg = len({k.split('.')[2] for k in state_dict if k.startswith('decode_head.seg_layers.')})
