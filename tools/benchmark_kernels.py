@@ -341,26 +341,43 @@ def sweep_ss2d(batch, device, configs=((32, 8, 1), (32, 16, 1), (16, 8, 1), (64,
     return rows
 
 
-def profile_ss2d(batch, device):
-    """GPU time of every kernel in one forward + backward of the public SS2D op (bf16, each VMamba-T stage)."""
+def kernel_times(label, step):
+    """GPU time of every kernel of one call of ``step`` (after one warm-up call), printed and returned as rows."""
     from torch.profiler import ProfilerActivity, profile
-    rows = []
-    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
-        leaves = [t.requires_grad_() for t in ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)]
-        grad = torch.randn_like(leaves[0])
-        step = fwd_bwd(K.ss2d_scan, leaves, grad)
+    step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
         step()
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            step()
-            torch.cuda.synchronize()
-        kernels = [e for e in prof.key_averages() if e.device_type.name == 'CUDA' and e.self_device_time_total > 0]
-        total = sum(e.self_device_time_total for e in kernels) / 1e3
-        print(f'[profile] ss2d {shape_name} bf16 fwd+bwd: {total:.3f} ms of GPU kernels', flush=True)
-        for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
-            ms = e.self_device_time_total / 1e3
-            rows.append(dict(shape=shape_name, kernel=e.key, count=e.count, ms=ms))
-            print(f'[profile]   {ms:7.3f} ms x{e.count} {e.key[:100]}', flush=True)
+    kernels = [e for e in prof.key_averages() if e.device_type.name == 'CUDA' and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels) / 1e3
+    print(f'[profile] {label}: {total:.3f} ms of GPU kernels', flush=True)
+    rows = []
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
+        ms = e.self_device_time_total / 1e3
+        rows.append(dict(call=label, kernel=e.key, count=e.count, ms=ms))
+        print(f'[profile]   {ms:7.3f} ms x{e.count} {e.key[:100]}', flush=True)
+    return rows
+
+
+def profile_kernels(batch, device):
+    """GPU time by kernel of one forward + backward of the public SS2D op (each VMamba-T stage) and of the bare
+    selective scan (every shape), fp32 and bf16."""
+    rows = []
+    for (shape_name, (channels, size, rank)), (name, dtype) in itertools.product(SS2D_SHAPES.items(),
+                                                                                DTYPES.items()):
+        leaves = [t.requires_grad_() for t in ss2d_inputs(batch, channels, size, rank, dtype, device)]
+        rows += kernel_times(f'ss2d {shape_name} {name} fwd+bwd', fwd_bwd(K.ss2d_scan, leaves,
+                                                                          torch.randn_like(leaves[0])))
+    for (shape_name, (channels, length, states, groups, with_z)), (name, dtype) in itertools.product(
+            SCAN_SHAPES.items(), DTYPES.items()):
+        inputs = {k: t for k, t in scan_inputs(batch, channels, length, states, groups, with_z, dtype,
+                                               device).items() if t is not None}
+        grad = torch.randn(batch, channels, length, device=device, dtype=dtype)
+
+        def run(*args, names=tuple(inputs)):
+            return K.selective_scan(**dict(zip(names, args)), delta_softplus=True)
+        rows += kernel_times(f'selective_scan {shape_name} {name} fwd+bwd', fwd_bwd(run, list(inputs.values()), grad))
     return rows
 
 
@@ -477,7 +494,7 @@ def main():
             bench(table, args.batch, device)
     report['rows'] = table.records
     if 'profile' in sections:
-        report['profile'] = profile_ss2d(args.batch, device)
+        report['profile'] = profile_kernels(args.batch, device)
     if 'host' in sections:
         report['host'] = host_cost(device)
     report['sweep'] = ((sweep_ss2d(args.batch, device) if 'sweep' in sections else [])

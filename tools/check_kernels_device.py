@@ -1,11 +1,12 @@
 """Check the Triton selective scan against the float64 reference at real model shapes, then time it.
 
 Run from the repository root on a CUDA machine (no OpenMMLab needed):
-    python tools/check_kernels_device.py [--out results.json] [--skip-int64] [--tune]
+    python tools/check_kernels_device.py [--out results.json] [--skip-int64] [--tune [sweep|prefetch]]
 ``TRITON_INTERPRET=1 python tools/check_kernels_device.py --smoke`` runs the correctness part at tiny sizes on the
 CPU through the Triton interpreter.
 """
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -142,9 +143,13 @@ def min_bytes(batch, channels, length, states, groups, with_z, dtype):
 
 
 def candidate_tiles(num_states, length, dtype, tune):
-    """The tuned launch shape, and with ``tune`` a sweep of chunk lengths x forward / backward tiles and warps."""
+    """The tuned launch shape, and with ``tune`` 'prefetch' the same with prefetching switched, with 'sweep' a sweep
+    of chunk lengths x forward / backward tiles and warps."""
+    default = default_tiles(num_states, length, dtype)
+    if tune == 'prefetch':
+        return [default, dataclasses.replace(default, prefetch=not default.prefetch)]
     if not tune:
-        return [default_tiles(num_states, length, dtype)]
+        return [default]
     # (BLOCK_D, warps) per chunk length: with rows aligned to 8 steps (bf16 vectors), 8-step chunks keep each
     # channel's steps inside one thread (no shuffles in the scans); the i-th forward is paired with the i-th backward
     # setting, each kernel is timed on its own
@@ -154,7 +159,7 @@ def candidate_tiles(num_states, length, dtype, tune):
     if num_states > 1:
         fwd, bwd = fwd + ((16, 1), ), bwd + ((4, 1), )
     swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
-    return [default_tiles(num_states, length, dtype)] + swept
+    return [default] + swept
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
@@ -203,7 +208,7 @@ def timings(device, tune, with_torch):
     results['copy_GBps'] = copy_gbs
     del big
     for name, (channels, length, states, groups, with_z) in SHAPES.items():
-        for dtype in (torch.bfloat16,) if tune else (torch.float32, torch.bfloat16):
+        for dtype in (torch.bfloat16,) if tune == 'sweep' else (torch.float32, torch.bfloat16):
             inputs = make_inputs(batch, channels, length, states, groups, with_z, dtype, device)
             args = list(inputs.values())
             grad_out = torch.randn_like(inputs['u'])
@@ -259,7 +264,9 @@ def main():
     parser.add_argument('--skip-correctness', action='store_true', help='only the int64 check and the timings')
     parser.add_argument('--skip-int64', action='store_true')
     parser.add_argument('--skip-long', action='store_true', help='no correctness check at L = 16384')
-    parser.add_argument('--tune', action='store_true', help='time a sweep of launch shapes per shape (bf16)')
+    parser.add_argument('--tune', nargs='?', const='sweep', choices=('sweep', 'prefetch'),
+                        help='time a sweep of launch shapes per shape (bf16), or the default tiles with and without '
+                             'prefetching (fp32 and bf16)')
     parser.add_argument('--skip-torch', action='store_true', help='do not time the chunked PyTorch path')
     parser.add_argument('--compile-workers', type=int, default=0, help='compile every kernel first in N processes')
     args = parser.parse_args()
@@ -274,7 +281,7 @@ def main():
         jobs = [] if args.skip_correctness else [('check', (key, *case))
                                                  for key, case in correctness_cases(False, not args.skip_long)]
         for name, shape in SHAPES.items():
-            for dtype in (torch.bfloat16,) if args.tune else (torch.float32, torch.bfloat16):
+            for dtype in (torch.bfloat16,) if args.tune == 'sweep' else (torch.float32, torch.bfloat16):
                 tiles = candidate_tiles(shape[2], shape[1], dtype, args.tune)
                 jobs += [('time', (name, dtype, launch)) for launch in tiles]
         compile_in_parallel(jobs, args.compile_workers)

@@ -1,6 +1,6 @@
 """Static counts of the code Triton generates for the bare selective-scan kernels, on a machine without a GPU.
 
-    python tools/kernel_code_stats.py [--tree DIR] [--dtype bf16]
+    python tools/kernel_code_stats.py [--tree DIR] [--dtype bf16] [--prefetch on|off]
 
 Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py,
 with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
@@ -85,6 +85,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
     parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
+    parser.add_argument('--prefetch', choices=('on', 'off'), help='override the tiles\' prefetch setting')
     args = parser.parse_args()
     sys.path.insert(0, os.path.abspath(args.tree))
     launchers = importlib.import_module('kernels.selective_scan.launchers')
@@ -109,9 +110,11 @@ def main():
             constants = dict(flags, **extra, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
             if 'ALIGN' in fn.arg_names:
                 constants['ALIGN'] = launchers.row_alignment(length)
+            if 'PREFETCH' in fn.arg_names:
+                constants['PREFETCH'] = tiles.prefetch if args.prefetch is None else args.prefetch == 'on'
             counts = code_counts(fn, constants, ints, warps, args.dtype)
             print(f'{name:16s} L={length:<5d} {label} BLOCK_D={block_d:<3d} BLOCK_T={block_t:<3d} warps={warps} '
-                  f'ALIGN={constants.get("ALIGN", "-")}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()),
+                  f'ALIGN={constants.get("ALIGN", "-")} PREFETCH={constants.get("PREFETCH", "-")}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()),
                   flush=True)
 
 

@@ -12,13 +12,15 @@ SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 class ScanTiles:
     """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), the longest (power-of-two padded)
     sequence scanned as one chunk, then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile
-    and the warps per program."""
+    and the warps per program; ``prefetch``: both kernels issue the next chunk's loads before scanning the current
+    one (twice the loads in flight, more registers)."""
     chunk: int
     whole_sequence: int
     fwd_tile: int
     fwd_warps: int
     bwd_tile: int
     bwd_warps: int
+    prefetch: bool = False
 
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
@@ -26,8 +28,9 @@ class ScanTiles:
 # 'short' (N = 1, L <= 64, 16-bit inputs) from the H200 runs of session 9: at L = 49 (VMamba-T stage 4) 8-step chunks
 # take bf16 forward + backward from 0.413 to 0.314 ms, but fp32 from 0.413 to 0.584 ms (fp32 keeps 'one_state')
 TILES = {'one_state': ScanTiles(chunk=64, whole_sequence=64, fwd_tile=1024, fwd_warps=4, bwd_tile=256,
-                                bwd_warps=1),
-         'short': ScanTiles(chunk=8, whole_sequence=8, fwd_tile=512, fwd_warps=4, bwd_tile=128, bwd_warps=1),
+                                bwd_warps=1, prefetch=True),
+         'short': ScanTiles(chunk=8, whole_sequence=8, fwd_tile=512, fwd_warps=4, bwd_tile=128, bwd_warps=1,
+                            prefetch=True),
          'many_states': ScanTiles(chunk=16, whole_sequence=16, fwd_tile=512, fwd_warps=4, bwd_tile=128,
                                   bwd_warps=1)}
 SHORT_SEQUENCE = 64  # N = 1 sequences of 16-bit inputs up to this length take the 'short' tiles
@@ -135,8 +138,8 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
-        SAVE_CHECKPOINTS=save_checkpoints, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
-        ALIGN=row_alignment(length), num_warps=tiles.fwd_warps)
+        SAVE_CHECKPOINTS=save_checkpoints, PREFETCH=tiles.prefetch, BLOCK_D=block_d, BLOCK_N=block_n,
+        BLOCK_T=block_t, ALIGN=row_alignment(length), num_warps=tiles.fwd_warps)
     return out, last_state, checkpoints
 
 
@@ -177,7 +180,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         channels, length, num_states, channels // groups, groups, num_chunks,
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
-        RETURN_STATES=return_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
+        RETURN_STATES=return_states, PREFETCH=tiles.prefetch, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
         ALIGN=row_alignment(length), num_warps=tiles.bwd_warps)
 
     def group_sum(part, like):

@@ -21,15 +21,41 @@ LOG2_E = tl.constexpr(1.4426950408889634)
 
 
 @triton.jit
-def _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """(pre-activation, dt) for a (BLOCK_D, BLOCK_T) tile: delta + delta_bias, then softplus if asked."""
-    pre = tl.load(delta_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+def _dt(delta, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """(pre-activation, dt) for a (BLOCK_D, BLOCK_T) tile of delta: delta + delta_bias, then softplus if asked."""
+    pre = delta.to(tl.float32)
     if HAS_BIAS:
         pre += bias[:, None]
     dt = pre
     if SOFTPLUS:
         dt = softplus(pre)
     return pre, dt
+
+
+@triton.jit
+def _chunk_tiles(u_ptr, delta_ptr, z_ptr, grad_ptr, B_ptr, C_ptr, rows, bc_start, chunk, step, length,
+                 HAS_Z: tl.constexpr, HAS_GRAD: tl.constexpr, HAS_C: tl.constexpr, ONE_STATE: tl.constexpr,
+                 BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
+    """A chunk's loads in the inputs' dtypes: u, delta, z and grad_out tiles (BLOCK_D, BLOCK_T), and with ONE_STATE
+    (N = 1) the B and C rows (BLOCK_T,); ``u`` or ``step`` stand in for what is absent.
+
+    Called for the next chunk before the current one is scanned (PREFETCH), its loads stay in flight meanwhile.
+    """
+    steps = chunk * BLOCK_T + step
+    step_mask = _step_mask(steps, length, ALIGN)
+    tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
+    u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0)
+    delta = tl.load(delta_ptr + tile, mask=step_mask[None, :], other=0.0)
+    z, grad, B_row, C_row = u, u, step, step
+    if HAS_Z:
+        z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0)
+    if HAS_GRAD:
+        grad = tl.load(grad_ptr + tile, mask=step_mask[None, :], other=0.0)
+    if ONE_STATE:
+        B_row = tl.load(B_ptr + bc_start + steps, mask=step_mask, other=0.0)
+        if HAS_C:
+            C_row = tl.load(C_ptr + bc_start + steps, mask=step_mask, other=0.0)
+    return u, delta, z, grad, B_row, C_row
 
 
 @triton.jit
@@ -86,41 +112,60 @@ def selective_scan_fwd_kernel(
         out_ptr, last_ptr, checkpoint_ptr,
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
-        SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr,
+        SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr, PREFETCH: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
     pid_b = tl.program_id(1).to(tl.int64)
     chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
         bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
         BLOCK_N, BLOCK_T, ALIGN)
+    ONE_STATE: tl.constexpr = BLOCK_N == 1  # B and C rows load with the tiles (and are prefetched with them)
+    HAS_C: tl.constexpr = not RETURN_STATES
     if HAS_INITIAL:
         h = tl.load(initial_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
+    if PREFETCH:
+        u_next, delta_next, z_next, no_grad, B_next, C_next = _chunk_tiles(
+            u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, rows, bc_start, 0, step, length, HAS_Z, False, HAS_C,
+            ONE_STATE, BLOCK_T, ALIGN)
     for chunk in range(0, num_chunks):
         steps = chunk * BLOCK_T + step
         step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
         if SAVE_CHECKPOINTS:
             tl.store(checkpoint_ptr + state_index * num_chunks + chunk, h, mask=state_mask)
-        u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
-        _, dt = _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS, SOFTPLUS)
+        if PREFETCH:  # this chunk's tiles were loaded during the previous one; start the next one's (the last again)
+            u_raw, delta_raw, z_raw, B_row, C_row = u_next, delta_next, z_next, B_next, C_next
+            u_next, delta_next, z_next, no_grad, B_next, C_next = _chunk_tiles(
+                u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, rows, bc_start, tl.minimum(chunk + 1, num_chunks - 1),
+                step, length, HAS_Z, False, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
+        else:
+            u_raw, delta_raw, z_raw, no_grad, B_row, C_row = _chunk_tiles(
+                u_ptr, delta_ptr, z_ptr, u_ptr, B_ptr, C_ptr, rows, bc_start, chunk, step, length, HAS_Z, False,
+                HAS_C, ONE_STATE, BLOCK_T, ALIGN)
+        u = u_raw.to(tl.float32)
+        _, dt = _dt(delta_raw, bias, HAS_BIAS, SOFTPLUS)
         dt_u = dt * u
         y = skip[:, None] * u
         for n in range(0, num_states):
             a2 = tl.load(A_ptr + chan * num_states + n).to(tl.float32) * LOG2_E  # exp(dt * A) = exp2(dt * a2)
-            Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+            Bn = B_row.to(tl.float32)
+            if not ONE_STATE:
+                Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
             _, _, states = _state_scan(dt, dt_u, a2, Bn, pick(h, state[None, :], n, 1), step, step_mask)
             if RETURN_STATES:
                 state_rows = tl.multiple_of(((pid_b * channels + chan) * num_states + n) * length, ALIGN)  # (BLOCK_D,)
                 tl.store(out_ptr + state_rows[:, None] + steps[None, :], states.to(out_ptr.dtype.element_ty),
                          mask=step_mask[None, :])
             else:
-                Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+                Cn = C_row.to(tl.float32)
+                if not ONE_STATE:
+                    Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
                 y += states * Cn[None, :]
             h = tl.where(state[None, :] == n, pick(states, step[None, :], BLOCK_T - 1, 1)[:, None], h)
         if not RETURN_STATES:
             if HAS_Z:
-                z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+                z = z_raw.to(tl.float32)
                 y = y * z * sigmoid(z)
             tl.store(out_ptr + tile, y.to(out_ptr.dtype.element_ty), mask=step_mask[None, :])
     tl.store(last_ptr + state_index, h.to(last_ptr.dtype.element_ty), mask=state_mask)
@@ -134,7 +179,7 @@ def selective_scan_bwd_kernel(
         part_A_ptr, part_D_ptr, part_bias_ptr, part_B_ptr, part_C_ptr,
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
-        HAS_GRAD_LAST: tl.constexpr, SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr,
+        HAS_GRAD_LAST: tl.constexpr, SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, PREFETCH: tl.constexpr,
         BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
     pid_d = tl.program_id(0)
     pid_b = tl.program_id(1).to(tl.int64)
@@ -150,20 +195,39 @@ def selective_scan_bwd_kernel(
     acc_A = tl.zeros([BLOCK_D, BLOCK_N], dtype=tl.float32)
     acc_D = tl.zeros([BLOCK_D], dtype=tl.float32)
     acc_bias = tl.zeros([BLOCK_D], dtype=tl.float32)
+    ONE_STATE: tl.constexpr = BLOCK_N == 1  # B and C rows load with the tiles (and are prefetched with them)
+    HAS_C: tl.constexpr = not RETURN_STATES
+    if PREFETCH:
+        h0_next = tl.load(checkpoint_ptr + state_index * num_chunks + num_chunks - 1, mask=state_mask, other=0.0)
+        u_next, delta_next, z_next, grad_next, B_next, C_next = _chunk_tiles(
+            u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, num_chunks - 1, step, length,
+            HAS_Z, HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
     for reverse_chunk in range(0, num_chunks):
         chunk = num_chunks - 1 - reverse_chunk
         steps = chunk * BLOCK_T + step
         step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
-        h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
-        u = tl.load(u_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
-        pre, dt = _load_dt(delta_ptr, bias, tile, step_mask, HAS_BIAS, SOFTPLUS)
+        if PREFETCH:  # this chunk's loads were issued during the previous one; start the next's (chunk 0 again)
+            h0, u_raw, delta_raw, z_raw, grad_raw, B_row, C_row = (h0_next, u_next, delta_next, z_next, grad_next,
+                                                                   B_next, C_next)
+            previous = tl.maximum(chunk - 1, 0)
+            h0_next = tl.load(checkpoint_ptr + state_index * num_chunks + previous, mask=state_mask, other=0.0)
+            u_next, delta_next, z_next, grad_next, B_next, C_next = _chunk_tiles(
+                u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, previous, step, length, HAS_Z,
+                HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
+        else:
+            h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
+            u_raw, delta_raw, z_raw, grad_raw, B_row, C_row = _chunk_tiles(
+                u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, chunk, step, length, HAS_Z,
+                HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
+        u = u_raw.to(tl.float32)
+        pre, dt = _dt(delta_raw, bias, HAS_BIAS, SOFTPLUS)
         dt_u = dt * u
         grad_y = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)
         if not RETURN_STATES:
-            grad_y = tl.load(grad_out_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+            grad_y = grad_raw.to(tl.float32)
         if HAS_Z:
-            z = tl.load(z_ptr + tile, mask=step_mask[None, :], other=0.0).to(tl.float32)
+            z = z_raw.to(tl.float32)
             gate = sigmoid(z)
             grad_gated = grad_y
             grad_y = grad_y * z * gate
@@ -172,7 +236,9 @@ def selective_scan_bwd_kernel(
         grad_dt_u = tl.zeros([BLOCK_D, BLOCK_T], dtype=tl.float32)  # sum_n B * dL/d(drive)
         for n in range(0, num_states):
             a = tl.load(A_ptr + chan * num_states + n).to(tl.float32)
-            Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+            Bn = B_row.to(tl.float32)
+            if not ONE_STATE:
+                Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
             decay, drive, states = _state_scan(dt, dt_u, a * LOG2_E, Bn, pick(h0, state[None, :], n, 1), step,
                                                step_mask)
             if RETURN_STATES:
@@ -180,7 +246,9 @@ def selective_scan_bwd_kernel(
                 grad_states = tl.load(grad_out_ptr + state_rows[:, None] + steps[None, :], mask=step_mask[None, :],
                                       other=0.0).to(tl.float32)
             else:
-                Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
+                Cn = C_row.to(tl.float32)
+                if not ONE_STATE:
+                    Cn = tl.load(C_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
                 if HAS_Z:
                     y += states * Cn[None, :]
                 tl.store(part_C_ptr + part_start + n * length + steps, tl.sum(states * grad_y, axis=0), mask=step_mask)
