@@ -321,23 +321,28 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-def sweep_ss2d(batch, device, configs=((32, 8, 1), (32, 16, 1), (16, 8, 1), (64, 8, 2))):
-    """The fused SS2D launchers (bf16, every VMamba-T stage) at (BLOCK_D, BLOCK_L, num_warps) tiles and 1, 2 or 4
-    route parts (programs scanning 4, 2 or 1 routes in turn)."""
+SS2D_VARIANTS = {'bf16': ({}, {'dot_min_rank': 1}, {'parts': 1}, {'parts': 2}, {'parts': 4},
+                          {'dot_min_rank': 1, 'parts': 2}),
+                 'fp32': ({}, {'fp32_dot': 'ieee'})}
+
+
+def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
+    """The fused SS2D launchers (every VMamba-T stage; CUDA-graph replays) with the tuned launch and with overrides
+    of it: delta from tl.dot at every dt rank, 1, 2 or 4 route parts (programs scanning 4, 2 or 1 routes in turn),
+    fp32 dots in 'ieee' precision."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
-    for shape_name, (channels, size, rank) in SS2D_SHAPES.items():
-        x, *params = ss2d_inputs(batch, channels, size, rank, torch.bfloat16, device)
+    for (shape_name, (channels, size, rank)), name in itertools.product(SS2D_SHAPES.items(), variants):
+        x, *params = ss2d_inputs(batch, channels, size, rank, DTYPES[name], device)
         grad = torch.randn_like(x)
-        for (block_d, block_l, warps), parts in itertools.product(configs, (1, 2, 4)):
-            blocks = dict(block_d=block_d, block_l=block_l, num_warps=warps, parts=parts)
-            _, x_dbl, states = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **blocks)
-            fwd = median_ms(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **blocks))
-            bwd = median_ms(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, *params, codes, **blocks))
-            rows.append(dict(shape=shape_name, fwd_ms=fwd, bwd_ms=bwd, **blocks))
-            print(f'[sweep] ss2d {shape_name} bf16 BLOCK_D={block_d} BLOCK_L={block_l} warps={warps} parts={parts}: '
-                  f'fwd {fwd:.3f} ms, bwd {bwd:.3f} ms', flush=True)
+        for overrides in variants[name]:
+            _, x_dbl, states = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)
+            fwd = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **overrides)))
+            bwd = median_ms(graphed(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, *params, codes, **overrides)))
+            rows.append(dict(shape=shape_name, dtype=name, fwd_ms=fwd, bwd_ms=bwd, **overrides))
+            print(f'[sweep] ss2d {shape_name} {name} {overrides or "tuned"}: fwd {fwd:.3f} ms, bwd {bwd:.3f} ms, '
+                  f'sum {fwd + bwd:.3f}', flush=True)
     return rows
 
 

@@ -113,7 +113,7 @@ def _check_triton_device(u):
 
 def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states,
                               out_dtype, save_checkpoints, empty=torch.empty, tiles=None):
-    """Forward launcher: returns (out, last_state, checkpoints (batch, D, N, chunks) fp32 or an empty tensor).
+    """Forward launcher: returns (out, last_state, checkpoints (batch, chunks, D, N) fp32 or an empty tensor).
 
     ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show); ``tiles`` (a
     :class:`ScanTiles`) overrides the tuned launch shape.
@@ -129,7 +129,7 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     out = empty(out_shape, dtype=out_dtype, device=device)
     last_state = empty((batch, channels, num_states), dtype=out_dtype, device=device)
-    checkpoint_shape = (batch, channels, num_states, num_chunks) if save_checkpoints else (0,)
+    checkpoint_shape = (batch, num_chunks, channels, num_states) if save_checkpoints else (0,)
     checkpoints = empty(checkpoint_shape, dtype=torch.float32, device=device)
     contiguous = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)]
     from .triton_kernels import selective_scan_fwd_kernel
@@ -156,7 +156,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
     block_t = chunk_length(num_states, length, u.dtype, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
     num_chunks = cdiv(length, block_t)
-    check_shape('checkpoints', checkpoints, (batch, channels, num_states, num_chunks))
+    check_shape('checkpoints', checkpoints, (batch, num_chunks, channels, num_states))
     num_blocks = channels // block_d
     device = u.device
 

@@ -49,7 +49,7 @@ def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state,
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     checkpoint_shape = (0, )
     if save_checkpoints and _uses_triton(u):
-        checkpoint_shape = (batch, channels, num_states, cdiv(length, chunk_length(num_states, length, u.dtype)))
+        checkpoint_shape = (batch, cdiv(length, chunk_length(num_states, length, u.dtype)), channels, num_states)
     return (u.new_empty(out_shape, dtype=out_dtype), u.new_empty((batch, channels, num_states), dtype=out_dtype),
             u.new_empty(checkpoint_shape, dtype=torch.float32))
 

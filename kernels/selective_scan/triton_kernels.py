@@ -4,11 +4,11 @@ One program per (block of BLOCK_D channels inside one group, batch element) walk
 Per chunk it reads the coalesced (BLOCK_D, BLOCK_T) tiles of u, delta (, z, grad) once, computes dt once, then
 loops over the N states: each state is a 2D (BLOCK_D, BLOCK_T) tile of (decay, drive) pairs scanned along T with
 ``tl.associative_scan``; the state entering the chunk is folded into the first drive. States carried between
-chunks live in (BLOCK_D, BLOCK_N) registers. The forward saves the state entering every chunk (``checkpoints``);
-the backward walks the chunks in reverse, recomputes each state's forward scan from its checkpoint and runs the
-reverse scan of the state gradients with ``combine_next_decay`` (the shifted decay a_{t+1} without a gather or a
-second exp; a gather goes through shared memory: up to 1.6x slower on an H100, and it rules out barrier-free
-single-warp programs).
+chunks live in (BLOCK_D, BLOCK_N) registers. The forward saves the state entering every chunk (``checkpoints``,
+(batch, chunks, D, N)); the backward walks the chunks in reverse, recomputes each state's forward scan from its
+checkpoint and runs the reverse scan of the state gradients with ``combine_next_decay`` (the shifted decay a_{t+1}
+without a gather or a second exp; a gather goes through shared memory: up to 1.6x slower on an H100, and it rules
+out barrier-free single-warp programs).
 Channel-summed terms (dB, dC) and batch-summed terms (dA, dD, d delta_bias) are written as per-block partial sums
 that the launcher adds up: deterministic, no atomics. All offsets are int64 so tensors beyond 2**31 elements work.
 """
@@ -30,6 +30,14 @@ def _dt(delta, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     if SOFTPLUS:
         dt = softplus(pre)
     return pre, dt
+
+
+@triton.jit
+def _checkpoint_tile(checkpoint_ptr, pid_b, chunk, num_chunks, channels, num_states, chan, state):
+    """Pointers (BLOCK_D, BLOCK_N) to the state entering ``chunk`` in checkpoints (batch, chunks, D, N): one
+    contiguous run of the block's D*N values per chunk (coalesced; a (batch, D, N, chunks) layout strided them)."""
+    chunk_start = (pid_b * num_chunks + chunk) * channels * num_states  # int64: pid_b is
+    return checkpoint_ptr + chunk_start + chan[:, None] * num_states + state[None, :]
 
 
 @triton.jit
@@ -133,7 +141,8 @@ def selective_scan_fwd_kernel(
         step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
         if SAVE_CHECKPOINTS:
-            tl.store(checkpoint_ptr + state_index * num_chunks + chunk, h, mask=state_mask)
+            tl.store(_checkpoint_tile(checkpoint_ptr, pid_b, chunk, num_chunks, channels, num_states, chan, state), h,
+                     mask=state_mask)
         if PREFETCH:  # this chunk's tiles were loaded during the previous one; start the next one's (the last again)
             u_raw, delta_raw, z_raw, B_row, C_row = u_next, delta_next, z_next, B_next, C_next
             u_next, delta_next, z_next, no_grad, B_next, C_next = _chunk_tiles(
@@ -198,7 +207,8 @@ def selective_scan_bwd_kernel(
     ONE_STATE: tl.constexpr = BLOCK_N == 1  # B and C rows load with the tiles (and are prefetched with them)
     HAS_C: tl.constexpr = not RETURN_STATES
     if PREFETCH:
-        h0_next = tl.load(checkpoint_ptr + state_index * num_chunks + num_chunks - 1, mask=state_mask, other=0.0)
+        h0_next = tl.load(_checkpoint_tile(checkpoint_ptr, pid_b, num_chunks - 1, num_chunks, channels, num_states,
+                                           chan, state), mask=state_mask, other=0.0)
         u_next, delta_next, z_next, grad_next, B_next, C_next = _chunk_tiles(
             u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, num_chunks - 1, step, length,
             HAS_Z, HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
@@ -211,12 +221,14 @@ def selective_scan_bwd_kernel(
             h0, u_raw, delta_raw, z_raw, grad_raw, B_row, C_row = (h0_next, u_next, delta_next, z_next, grad_next,
                                                                    B_next, C_next)
             previous = tl.maximum(chunk - 1, 0)
-            h0_next = tl.load(checkpoint_ptr + state_index * num_chunks + previous, mask=state_mask, other=0.0)
+            h0_next = tl.load(_checkpoint_tile(checkpoint_ptr, pid_b, previous, num_chunks, channels, num_states, chan,
+                                               state), mask=state_mask, other=0.0)
             u_next, delta_next, z_next, grad_next, B_next, C_next = _chunk_tiles(
                 u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, previous, step, length, HAS_Z,
                 HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)
         else:
-            h0 = tl.load(checkpoint_ptr + state_index * num_chunks + chunk, mask=state_mask, other=0.0)
+            h0 = tl.load(_checkpoint_tile(checkpoint_ptr, pid_b, chunk, num_chunks, channels, num_states, chan, state),
+                         mask=state_mask, other=0.0)
             u_raw, delta_raw, z_raw, grad_raw, B_row, C_row = _chunk_tiles(
                 u_ptr, delta_ptr, z_ptr, grad_out_ptr, B_ptr, C_ptr, rows, bc_start, chunk, step, length, HAS_Z,
                 HAS_C, HAS_C, ONE_STATE, BLOCK_T, ALIGN)

@@ -7,6 +7,7 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
 DOT_MIN_RANK = 16  # dt ranks from which the kernels form delta with tl.dot
+FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32's accuracy on tensor cores)
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -50,14 +51,14 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
-def dot_rank(rank, num_states, channels, block_l=None):
+def dot_rank(rank, num_states, channels, block_l=None, min_rank=DOT_MIN_RANK):
     """R padded for the ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
 
     With R >= 16 the kernels form the delta of two chunks (2 * 8 steps: tl.dot's 16 rows) with tensor cores: per
     element they load one dt value where the rank loop loads R (VMamba-S/B at R = 24-64; docs/benchmarks.md).
     """
     wide_enough = channels > 16 and num_states == 1 and (block_l or 8) >= 8
-    return max(16, next_power_of_2(rank)) if rank >= DOT_MIN_RANK and wide_enough else 0
+    return max(16, next_power_of_2(rank)) if rank >= min_rank and wide_enough else 0
 
 
 def route_parts(num_routes, programs_per_part, device, parts=None):
@@ -73,6 +74,19 @@ def route_parts(num_routes, programs_per_part, device, parts=None):
     target = MIN_PROGRAMS_PER_SM * multiprocessor_count(device)
     return next(p for p in range(1, num_routes + 1) if num_routes % p == 0 and
                 (programs_per_part * p >= target or p == num_routes))
+
+
+def sum_parts(parts, out_dtype, empty=torch.empty, block=4096, num_warps=8):
+    """(P, ...) -> (...) in ``out_dtype``: the parts summed in fp32 by one memory-bound kernel (torch's sum over the
+    leading axis ran at about 60% of the copy bandwidth here: 0.31 of 3.23 ms of VMamba-T stage 1's SS2D core)."""
+    if parts.shape[0] == 1:
+        return parts[0] if parts.dtype == out_dtype else parts[0].to(out_dtype)
+    out = empty(*parts.shape[1:], dtype=out_dtype, device=parts.device)
+    numel = out.numel()
+    from .triton_kernels import sum_parts_kernel
+    sum_parts_kernel[(cdiv(numel, block),)](parts, out, numel, PARTS=parts.shape[0], BLOCK=block,
+                                            num_warps=num_warps)
+    return out
 
 
 def pack_codes(codes):
@@ -109,13 +123,16 @@ def _check_triton_call(x, num_routes, rows):
 
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states or an empty tensor).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
-    backward when ``save_states``).
+    backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
+    rank from which delta comes from tl.dot) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned
+    launch (the backward must get the same).
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -136,14 +153,16 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, channels, height, width, num_routes, num_states,
-        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=dot_rank(rank, num_states, channels, block_l),
+        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
-    y = y_parts[0] if parts == 1 else y_parts.sum(0, dtype=out_dtype)  # the merge: (batch, L, D)
+    y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None):
+                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
@@ -171,26 +190,30 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_params,
         channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        RANK_DOT=dot_rank(rank, num_states, channels, block_l), BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
+        RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot, BLOCK_D=block_d,
+        BLOCK_N=block_n, BLOCK_L=block_l,
         num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
-    # matmul over the routes on a strided view; the weight's as one split-K GEMM over every route pair (a batched
-    # matmul with a batch*L reduction and (D, R) outputs gets too few programs: 9.8 of 62 ms of a VMamba-T step)
+    # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned
+    # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a
+    # batched matmul with a batch*L reduction and (D, R) outputs gets too few programs: 9.8 of 62 ms of a VMamba-T step)
     grad_delta = grad_delta.view(batch * length, num_routes * channels)
+    weight_padded = torch.nn.functional.pad(dt_projs_weight.to(x.dtype), (0, -rank % 8))  # (K, D, R rounded up)
     grad_low = torch.bmm(grad_delta.view(batch * length, num_routes, channels).transpose(0, 1),
-                         dt_projs_weight.to(x.dtype))  # (K, batch*L, R)
+                         weight_padded)[:, :, :rank]  # (K, batch*L, R)
     x_dbl_rows = x_dbl.view(batch * length, num_routes * rows)
     grad_dtw = torch.matmul(grad_delta.t(), x_dbl_rows)  # (K*D, K*(R+2N)), every route pair
     grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
     grad_xdbl = torch.cat([grad_low.transpose(0, 1), part_bc.sum(1).to(x.dtype).view(
         batch * length, num_routes, 2 * num_states)], dim=2).view(batch * length, num_routes * rows)  # like x_dbl
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
-    grad_scan = grad_parts[0] if parts == 1 else grad_parts.sum(0)  # (batch, L, D)
+    grad_scan = sum_parts(grad_parts, x.dtype, empty)  # (batch, L, D)
     grad_scan.view(batch * length, channels).addmm_(grad_xdbl, weight)  # + the projections' part
     grad_proj = torch.matmul(grad_xdbl.t(), pixels.view(batch * length, channels))  # (K*(R+2N), D)
+    grad_params = part_params.sum(0)  # (K*D, N + 2): A_logs, Ds, dt_projs_bias
     return (channels_last_view(grad_scan, height, width),  # one reduction per gradient below: no aliased outputs
             grad_proj.view_as(x_proj_weight).to(x_proj_weight.dtype),
             grad_dtw[:, :rank].permute(2, 0, 1).contiguous().to(dt_projs_weight.dtype),
-            part_params[:, :, num_states + 1].sum(0).view_as(dt_projs_bias).to(dt_projs_bias.dtype),
-            part_params[:, :, :num_states].sum(0).to(A_logs.dtype),
-            part_params[:, :, num_states].sum(0).to(Ds.dtype))
+            grad_params[:, num_states + 1].reshape(dt_projs_bias.shape).to(dt_projs_bias.dtype, copy=True),
+            grad_params[:, :num_states].to(A_logs.dtype, copy=True),
+            grad_params[:, num_states].to(Ds.dtype, copy=True))

@@ -76,10 +76,12 @@ def _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK: tl.co
 
 @triton.jit
 def _dot_delta_pair(route_codes, k, pair, length, height, width, xdbl_route, row_stride, dtw_tile, bias,
-                    RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
+                    RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                    FP32_DOT: tl.constexpr):
     """delta before softplus of chunks 2*pair and 2*pair + 1, each (BLOCK_L, BLOCK_D) in fp32, from one ``tl.dot``
     of their (2*BLOCK_L, RANK_DOT) dt slice with ``dtw_tile`` (RANK_DOT, BLOCK_D) in x's dtype (R >= 16: one
-    dt value loaded per element where the rank loop loads R; 2*BLOCK_L >= 16 rows as tl.dot needs)."""
+    dt value loaded per element where the rank loop loads R; 2*BLOCK_L >= 16 rows as tl.dot needs). FP32_DOT: the
+    precision of fp32 dots ('ieee', or 'tf32x3': three tf32 tensor-core products, about fp32's accuracy)."""
     steps = pair * 2 * BLOCK_L + tl.arange(0, 2 * BLOCK_L)
     pixel = _route_pixels(route_codes, k, pair, length, height, width, 2 * BLOCK_L)
     r = tl.arange(0, RANK_DOT)
@@ -87,7 +89,7 @@ def _dot_delta_pair(route_codes, k, pair, length, height, width, xdbl_route, row
                      mask=(steps < length)[:, None] & (r < RANK)[None, :], other=0.0)  # (2*BLOCK_L, RANK_DOT)
     delta = tl.zeros((2 * BLOCK_L, BLOCK_D), dtype=tl.float32) + bias[None, :]
     if dt_low.dtype == tl.float32:
-        delta = tl.dot(dt_low, dtw_tile, delta, input_precision='ieee')
+        delta = tl.dot(dt_low, dtw_tile, delta, input_precision=FP32_DOT)
     else:
         delta = tl.dot(dt_low, dtw_tile, delta)
     halves = tl.permute(tl.reshape(delta, (2, BLOCK_L, BLOCK_D)), (1, 2, 0))  # (BLOCK_L, BLOCK_D, 2)
@@ -132,12 +134,13 @@ def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, n
 
 @triton.jit
 def _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride, dtw_tile, bias,
-                RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr):
+                RANK: tl.constexpr, RANK_DOT: tl.constexpr, BLOCK_L: tl.constexpr, BLOCK_D: tl.constexpr,
+                FP32_DOT: tl.constexpr):
     """With RANK_DOT, :func:`_dot_delta_pair` of chunk group ``group``; else placeholders (the rank loop forms each
     chunk's delta)."""
     if RANK_DOT > 0:
         first, second = _dot_delta_pair(route_codes, k, group, length, height, width, xdbl_route, row_stride,
-                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D, FP32_DOT)
     else:
         first, second = bias, bias
     return first, second
@@ -146,8 +149,8 @@ def _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_st
 @triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr,
-                    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
+                    SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
 
     Part p (program axis 1) scans routes p*K/parts .. (p+1)*K/parts - 1 one after the other; the first writes y, the
@@ -175,7 +178,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         for group in range(tl.cdiv(num_chunks, GROUP)):
             first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
-                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D, FP32_DOT)
             for half in tl.range(0, GROUP, loop_unroll_factor=1):  # a loop, not unrolled: half the live registers
                 chunk = group * GROUP + half
                 if SAVE_STATES:  # state entering the chunk, for the backward
@@ -205,7 +208,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
                     grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, num_routes, num_states,
                     num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr,
-                    BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+                    FP32_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
     states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT).
 
@@ -246,7 +249,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         for group_from_end in range(num_groups):
             group = num_groups - 1 - group_from_end
             first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
-                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D)
+                                        dtw_tile, bias, RANK, RANK_DOT, BLOCK_L, BLOCK_D, FP32_DOT)
             for half_from_end in tl.range(0, GROUP, loop_unroll_factor=1):  # as in the forward
                 chunk = group * GROUP + GROUP - 1 - half_from_end
                 h0 = tl.load(state_route + chunk * num_states * channels + state_tile,
@@ -292,3 +295,14 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         tl.store(params_row + num_states, grad_skip, mask=d_mask)
         tl.store(params_row + num_states + 1, grad_bias, mask=d_mask)
         tl.debug_barrier()  # the next route reads back dx, maybe written by other threads of the program
+
+
+@triton.jit
+def sum_parts_kernel(parts_ptr, out_ptr, numel, PARTS: tl.constexpr, BLOCK: tl.constexpr):
+    """out (numel,) = the sum of the PARTS stacked tensors (PARTS, numel) in fp32, stored in out's dtype."""
+    offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offsets < numel
+    total = tl.zeros((BLOCK,), dtype=tl.float32)
+    for part in tl.static_range(PARTS):  # every part's load in flight at once
+        total += tl.load(parts_ptr + part * numel + offsets, mask=mask, other=0.0).to(tl.float32)
+    tl.store(out_ptr + offsets, total.to(out_ptr.dtype.element_ty), mask=mask)
