@@ -124,7 +124,7 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, deltas=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states or an empty tensor).
 
@@ -132,7 +132,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
     rank from which delta comes from tl.dot) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned
-    launch (the backward must get the same).
+    launch (the backward must get the same). ``deltas`` (batch, H*W, K, D), if given with ``save_states``, receives
+    delta before softplus for a backward that reads it instead of forming it again.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -152,21 +153,22 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), y_parts, states, channels, height, width, num_routes, num_states,
-        num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        A_logs.contiguous(), Ds.contiguous(), y_parts, states, states if deltas is None else deltas, channels, height,
+        width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
         RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot,
-        SAVE_STATES=save_states, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        SAVE_STATES=save_states, SAVE_DELTA=save_states and deltas is not None, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, deltas=None):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
-    ``x_dbl`` and ``states`` come from :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
+    ``x_dbl`` and ``states`` (and ``deltas``, read instead of forming delta again) come from
+    :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -188,11 +190,11 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), states, grad_pixels, grad_parts, grad_delta, part_bc, part_params,
-        channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot, BLOCK_D=block_d,
-        BLOCK_N=block_n, BLOCK_L=block_l,
-        num_warps=num_warps)
+        A_logs.contiguous(), Ds.contiguous(), states, states if deltas is None else deltas, grad_pixels, grad_parts,
+        grad_delta, part_bc, part_params, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
+        RANK_UNROLL=RANK_UNROLL, FP32_DOT=fp32_dot, SAVED_DELTA=deltas is not None,
+        RANK_DOT=0 if deltas is not None else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
     # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned
     # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a

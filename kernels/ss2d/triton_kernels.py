@@ -147,14 +147,16 @@ def _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_st
 
 
 @triton.jit
-def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
+def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr, delta_ptr,
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
-                    SAVE_STATES: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+                    SAVE_STATES: tl.constexpr, SAVE_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_L: tl.constexpr):
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
 
     Part p (program axis 1) scans routes p*K/parts .. (p+1)*K/parts - 1 one after the other; the first writes y, the
     later ones add to it. Chunks go in groups of one, or of two with RANK_DOT (one tl.dot forms both chunks' delta).
+    SAVE_DELTA: delta before softplus goes to (batch, H*W, K, D) in delta's dtype, for the backward.
     """
     pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     routes_per_part = num_routes // tl.num_programs(1)
@@ -191,6 +193,9 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     delta = tl.where(half == 0, first, second)
                 else:
                     delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
+                if SAVE_DELTA:
+                    tl.store(delta_ptr + image * num_routes + k * channels + pixel[:, None] * (num_routes * channels)
+                             + d[None, :], delta.to(delta_ptr.dtype.element_ty), mask=mask)
                 y_ptrs = y_image + map_offsets
                 y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
                 u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
@@ -205,12 +210,14 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 
 
 @triton.jit
-def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, dy_ptr, dx_ptr,
-                    grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, num_routes, num_states,
-                    num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr,
-                    FP32_DOT: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
+def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, delta_ptr, dy_ptr,
+                    dx_ptr, grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, num_routes,
+                    num_states, num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr,
+                    FP32_DOT: tl.constexpr, SAVED_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
-    states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT).
+    states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT), or with
+    SAVED_DELTA reads the forward's delta (batch, H*W, K, D) (RANK_DOT 0 then: no dt weights needed).
 
     Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
@@ -240,6 +247,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
                                                num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
+        delta_route = delta_ptr + image * num_routes + k * channels  # the same layout
         part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
                       + k * 2 * num_states)  # pixel stride K*2N
         carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
@@ -257,7 +265,10 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
                                                                      channels, d, d_mask, BLOCK_L)
                 xdbl_pixels = xdbl_route + pixel * row_stride  # (BLOCK_L,)
-                if RANK_DOT > 0:
+                route_offsets = pixel[:, None] * (num_routes * channels) + d[None, :]  # in (H*W, K, D) maps
+                if SAVED_DELTA:
+                    delta = tl.load(delta_route + route_offsets, mask=mask, other=0.0).to(tl.float32)
+                elif RANK_DOT > 0:
                     delta = tl.where(half_from_end == 0, second, first)
                 else:
                     delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
@@ -282,8 +293,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 grad_bias += tl.sum(grad_delta, axis=0)
                 grad_u += dt * grad_h_B + skip[None, :] * dy
                 tl.store(dx_ptrs, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
-                tl.store(grad_delta_route + pixel[:, None] * (num_routes * channels) + d[None, :],
-                         grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
+                tl.store(grad_delta_route + route_offsets, grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
                 grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
                 grad_C = tl.sum(states * dy[:, None, :], axis=2)
                 bc_mask = step_mask[:, None] & n_mask[None, :]
