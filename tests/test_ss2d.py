@@ -109,21 +109,24 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
         ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
 
 
+@pytest.mark.parametrize('save_delta', [True, False])
 @pytest.mark.parametrize('num_states, parts, rank, channels', [(1, 1, 3, 6), (1, 2, 3, 6), (4, 4, 3, 6),
                                                              (1, 2, 20, 20)])
-def test_launchers_write_every_output(num_states, parts, rank, channels):
+def test_launchers_write_every_output(num_states, parts, rank, channels, save_delta):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison. ``parts``: the
     programs scan 4, 2 or 1 routes one after the other, adding into the same output. R = 20 takes the tl.dot
-    delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end."""
+    delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end. The
+    backward reads the forward's delta (``save_delta``) or forms it again."""
     routes = ROUTES_BY_K[4]
     inputs = make_inputs(4, num_states, rank=rank, channels=channels)
     grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
     y_ref, grads_ref = reference(inputs, routes, grad_y)
     codes = route_codes(routes)
     fp32 = [t.float() for t in inputs]
-    y, x_dbl, states = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
-                                       parts=parts)
-    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, *fp32[1:], codes, empty=poisoned_empty,
+    y, x_dbl, states, deltas = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
+                                               parts=parts, save_delta=save_delta)
+    assert deltas.shape == ((2, 35, 4, channels) if save_delta else (0,))
+    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, deltas, *fp32[1:], codes, empty=poisoned_empty,
                             block_l=16, parts=parts)
     check_all(y, grads, y_ref, grads_ref, torch.float32)
 
@@ -211,6 +214,6 @@ def test_fake_kernels_match_real_outputs(channels_last):
     codes = [0, 1, 2, 3]
     args = (x, *params, codes, torch.float32, True, None)
     torch.library.opcheck(torch.ops.mmssm.ss2d_fwd.default, args, test_utils='test_faketensor')
-    y, x_dbl, states = torch.ops.mmssm.ss2d_fwd(*args)
-    grad_args = (torch.randn_like(y), x, x_dbl, states, *params, codes, None)
+    y, x_dbl, states, deltas = torch.ops.mmssm.ss2d_fwd(*args)
+    grad_args = (torch.randn_like(y), x, x_dbl, states, deltas, *params, codes, None)
     torch.library.opcheck(torch.ops.mmssm.ss2d_bwd.default, grad_args, test_utils='test_faketensor')

@@ -321,33 +321,32 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-SS2D_VARIANTS = {'bf16': ({}, {'save_delta': True}, {'dot_min_rank': 1}, {'parts': 1}, {'parts': 2}, {'parts': 4},
-                          {'save_delta': True, 'parts': 2}),
-                 'fp32': ({}, {'fp32_dot': 'ieee'}, {'save_delta': True})}
+SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': False, 'dot_min_rank': 1}, {'parts': 1},
+                          {'parts': 2}, {'parts': 4}),
+                 'fp32': ({}, {'save_delta': False}, {'save_delta': False, 'fp32_dot': 'ieee'})}
 
 
 def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
     """The fused SS2D launchers (every VMamba-T stage; CUDA-graph replays) with the tuned launch and with overrides
-    of it: the training forward saving delta for the backward to read, delta from tl.dot at every dt rank, 1, 2 or 4
-    route parts (programs scanning 4, 2 or 1 routes in turn), fp32 dots in 'ieee' precision. Times the inference
-    forward, the training forward (saving chunk states) and the backward."""
+    of it: delta formed again in the backward (not saved by the training forward), from tl.dot at every dt rank,
+    1, 2 or 4 route parts (programs scanning 4, 2 or 1 routes in turn), fp32 dots in 'ieee' precision. Times the
+    inference forward, the training forward (saving chunk states) and the backward."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
     for (shape_name, (channels, size, rank)), name in itertools.product(SS2D_SHAPES.items(), variants):
         x, *params = ss2d_inputs(batch, channels, size, rank, DTYPES[name], device)
         grad = torch.randn_like(x)
-        for variant in variants[name]:
-            overrides = {key: value for key, value in variant.items() if key != 'save_delta'}
-            if variant.get('save_delta'):
-                overrides['deltas'] = torch.empty(batch, size * size, 4, channels, dtype=x.dtype, device=device)
-            _, x_dbl, states = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)
+        for overrides in variants[name]:
+            _, x_dbl, states, deltas = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)
             fwd = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **overrides)))
             train = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)))
-            bwd = median_ms(graphed(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, *params, codes, **overrides)))
-            rows.append(dict(shape=shape_name, dtype=name, fwd_ms=fwd, train_fwd_ms=train, bwd_ms=bwd, **variant))
-            print(f'[sweep] ss2d {shape_name} {name} {variant or "tuned"}: fwd {fwd:.3f} ms, training fwd {train:.3f}, '
-                  f'bwd {bwd:.3f}, training sum {train + bwd:.3f}', flush=True)
+            backward_overrides = {key: value for key, value in overrides.items() if key != 'save_delta'}
+            bwd = median_ms(graphed(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, deltas, *params, codes,
+                                                            **backward_overrides)))
+            rows.append(dict(shape=shape_name, dtype=name, fwd_ms=fwd, train_fwd_ms=train, bwd_ms=bwd, **overrides))
+            print(f'[sweep] ss2d {shape_name} {name} {overrides or "tuned"}: fwd {fwd:.3f} ms, training fwd '
+                  f'{train:.3f}, bwd {bwd:.3f}, training sum {train + bwd:.3f}', flush=True)
     return rows
 
 

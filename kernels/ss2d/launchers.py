@@ -8,6 +8,7 @@ SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
 DOT_MIN_RANK = 16  # dt ranks from which the kernels form delta with tl.dot
 FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32's accuracy on tensor cores)
+SAVE_DELTA = True  # the training forward stores delta for the backward (no dt up-projection there: fewer registers)
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -124,16 +125,16 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, deltas=None):
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, save_delta=SAVE_DELTA):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
-    states or an empty tensor).
+    states and deltas, each an empty tensor unless saved).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
     rank from which delta comes from tl.dot) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned
-    launch (the backward must get the same). ``deltas`` (batch, H*W, K, D), if given with ``save_states``, receives
-    delta before softplus for a backward that reads it instead of forming it again.
+    launch (the backward must get the same). With ``save_states`` and ``save_delta``, ``deltas`` (batch, H*W, K, D)
+    in x's dtype holds delta before softplus, which the backward then reads instead of forming it again.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -150,25 +151,28 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     y_parts = empty(parts, batch, length, channels, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, num_chunks, num_states, channels) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
+    save_delta = save_states and save_delta
+    deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), y_parts, states, states if deltas is None else deltas, channels, height,
-        width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, num_routes,
+        num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
         RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot,
-        SAVE_STATES=save_states, SAVE_DELTA=save_states and deltas is not None, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
+        num_warps=num_warps)
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
-    return channels_last_view(y, height, width), x_dbl, states
+    return channels_last_view(y, height, width), x_dbl, states, deltas
 
 
-def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                    empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, deltas=None):
+def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                    codes, empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
+                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
-    ``x_dbl`` and ``states`` (and ``deltas``, read instead of forming delta again) come from
-    :func:`ss2d_fwd_triton` (same ``block_l``) with ``save_states=True``.
+    ``x_dbl``, ``states`` and ``deltas`` come from :func:`ss2d_fwd_triton` with ``save_states=True`` and the same
+    launch overrides; an empty ``deltas``: delta is formed again as the forward formed it.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -179,6 +183,9 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)
     check_shape('states', states, (batch, num_routes, num_chunks, num_states, channels))
+    saved_delta = deltas.numel() > 0
+    if saved_delta:
+        check_shape('deltas', deltas, (batch, length, num_routes, channels))
     pixels, grad_pixels = pixel_major(x), pixel_major(grad_y)  # (batch, L, D)
     parts = route_parts(num_routes, num_blocks * batch, device, parts)
     grad_parts = empty(parts, batch, length, channels, dtype=x.dtype, device=device)  # the scans' part of grad x
@@ -190,10 +197,10 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), states, states if deltas is None else deltas, grad_pixels, grad_parts,
-        grad_delta, part_bc, part_params, channels, height, width, num_routes, num_states, num_chunks, RANK=rank,
-        RANK_UNROLL=RANK_UNROLL, FP32_DOT=fp32_dot, SAVED_DELTA=deltas is not None,
-        RANK_DOT=0 if deltas is not None else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
+        A_logs.contiguous(), Ds.contiguous(), states, deltas, grad_pixels, grad_parts, grad_delta, part_bc,
+        part_params, channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
+        RANK_DOT=0 if saved_delta else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
     # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned

@@ -21,14 +21,15 @@ from ..cross_scan.naive import ROUTES
 from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
-from .launchers import block_sizes, channels_last_view, check_ss2d_args, ss2d_bwd_triton, ss2d_fwd_triton
+from .launchers import (SAVE_DELTA, block_sizes, channels_last_view, check_ss2d_args, ss2d_bwd_triton,
+                        ss2d_fwd_triton)
 from .naive import ss2d_scan_ref
 
 
 def _ss2d_fwd_eager(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor,
                     Ds: Tensor, codes: list[int], out_dtype: torch.dtype, save_states: bool,
-                    block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor]:
-    """(y, x_dbl, states): x_dbl and the chunk states are kept for the backward."""
+                    block_l: Optional[int]) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(y, x_dbl, states, deltas): x_dbl, the chunk states and delta are kept for the backward."""
     return ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype,
                            save_states, block_l=block_l)
 
@@ -44,24 +45,26 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     num_states, length = A_logs.shape[1], height * width
     _, _, chunk, _ = block_sizes(channels, num_states, block_l)
     states_shape = (batch, num_routes, cdiv(length, chunk), num_states, channels) if save_states else (0,)
+    deltas_shape = (batch, length, num_routes, channels) if save_states and SAVE_DELTA else (0,)
     y = channels_last_view(x.new_empty(batch, length, channels, dtype=out_dtype), height, width)
-    return y, x.new_empty(batch, length, num_routes * rows), x.new_empty(states_shape, dtype=torch.float32)
+    return (y, x.new_empty(batch, length, num_routes * rows), x.new_empty(states_shape, dtype=torch.float32),
+            x.new_empty(deltas_shape))
 
 
-def _ss2d_bwd_eager(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, x_proj_weight: Tensor,
+def _ss2d_bwd_eager(grad_y: Tensor, x: Tensor, x_dbl: Tensor, states: Tensor, deltas: Tensor, x_proj_weight: Tensor,
                     dt_projs_weight: Tensor, dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor, codes: list[int],
                     block_l: Optional[int]) -> list[Tensor]:
     """Gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)."""
-    return list(ss2d_bwd_triton(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
-                                Ds, codes, block_l=block_l))
+    return list(ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias,
+                                A_logs, Ds, codes, block_l=block_l))
 
 
 ss2d_bwd = torch.library.custom_op('mmssm::ss2d_bwd', mutates_args=())(_ss2d_bwd_eager)
 
 
 @ss2d_bwd.register_fake
-def _ss2d_bwd_fake(grad_y, x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
-                   block_l):
+def _ss2d_bwd_fake(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
+                   codes, block_l):
     # like the launcher's results: grad x in channels-last memory, the parameters' gradients contiguous
     batch, channels, height, width = x.shape
     grad_x = channels_last_view(x.new_empty(batch, height * width, channels), height, width)
@@ -85,30 +88,30 @@ def _ss2d_fwd_flops(x_shape, x_proj_shape, dt_w_shape, *args, out_shape=None, **
 
 
 @register_flop_formula(torch.ops.mmssm.ss2d_bwd)
-def _ss2d_bwd_flops(grad_y_shape, x_shape, x_dbl_shape, states_shape, x_proj_shape, dt_w_shape, *args,
-                    out_shape=None, **kwargs):
+def _ss2d_bwd_flops(grad_y_shape, x_shape, x_dbl_shape, states_shape, deltas_shape, x_proj_shape, dt_w_shape,
+                    *args, out_shape=None, **kwargs):
     """Twice the forward: a recomputed forward plus a reverse pass of the same size."""
     return 2 * _ss2d_fwd_flops(x_shape, x_proj_shape, dt_w_shape)
 
 
 class SS2DFunction(torch.autograd.Function):
-    """Saves the inputs, x_dbl and the chunk states; the backward is one custom-op call."""
+    """Saves the inputs, x_dbl, the chunk states and delta; the backward is one custom-op call."""
 
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                 block_l):
         fwd_op = torch.ops.mmssm.ss2d_fwd if traced() else _ss2d_fwd_eager
-        y, x_dbl, states = fwd_op(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype,
-                                  save_states, block_l)
-        ctx.save_for_backward(x, x_dbl, states, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+        y, x_dbl, states, deltas = fwd_op(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes,
+                                          out_dtype, save_states, block_l)
+        ctx.save_for_backward(x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
         ctx.codes, ctx.block_l = codes, block_l
         return y
 
     @staticmethod
     def backward(ctx, grad_y):
-        x, x_dbl, states, *weights = ctx.saved_tensors
+        x, x_dbl, states, deltas, *weights = ctx.saved_tensors
         bwd_op = torch.ops.mmssm.ss2d_bwd if traced() else _ss2d_bwd_eager
-        grads = bwd_op(grad_y, x, x_dbl, states, *weights, ctx.codes, ctx.block_l)
+        grads = bwd_op(grad_y, x, x_dbl, states, deltas, *weights, ctx.codes, ctx.block_l)
         return (*grads, None, None, None, None)
 
 
