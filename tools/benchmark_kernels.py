@@ -321,16 +321,16 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': False, 'dot_min_rank': 1}, {'parts': 1},
-                          {'parts': 2}, {'parts': 4}),
-                 'fp32': ({}, {'save_delta': False}, {'save_delta': False, 'fp32_dot': 'ieee'})}
+SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': True}, {'dot_min_rank': 16}),
+                 'fp32': ({}, {'save_delta': False}, {'dot_min_rank': 16}, {'fp32_dot': 'ieee'})}
 
 
 def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
     """The fused SS2D launchers (every VMamba-T stage; CUDA-graph replays) with the tuned launch and with overrides
-    of it: delta formed again in the backward (not saved by the training forward), from tl.dot at every dt rank,
-    1, 2 or 4 route parts (programs scanning 4, 2 or 1 routes in turn), fp32 dots in 'ieee' precision. Times the
-    inference forward, the training forward (saving chunk states) and the backward."""
+    of it: delta saved by the training forward or formed again in the backward, the forward's delta from tl.dot
+    only from R = 16 on, fp32 dots in 'ieee' precision (also ``parts``: 1, 2 or 4 route parts, programs scanning 4,
+    2 or 1 routes in turn). Times the inference forward, the training forward (saving chunk states) and the
+    backward."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
@@ -341,7 +341,8 @@ def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
             _, x_dbl, states, deltas = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)
             fwd = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **overrides)))
             train = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)))
-            backward_overrides = {key: value for key, value in overrides.items() if key != 'save_delta'}
+            backward_overrides = {key: value for key, value in overrides.items() if key not in ('save_delta',
+                                                                                                 'dot_min_rank')}
             bwd = median_ms(graphed(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, deltas, *params, codes,
                                                             **backward_overrides)))
             rows.append(dict(shape=shape_name, dtype=name, fwd_ms=fwd, train_fwd_ms=train, bwd_ms=bwd, **overrides))

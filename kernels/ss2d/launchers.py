@@ -6,9 +6,15 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-DOT_MIN_RANK = 16  # dt ranks from which the kernels form delta with tl.dot
+# delta = dt_projs_weight @ dt slice: the forward forms it with tl.dot at every dt rank, a backward that forms it
+# again (delta not saved) from this rank on, with a rank loop below it (H200 sweep of session 10, docs/benchmarks.md:
+# the dot took VMamba-T's stage-2 forward from 0.759 to 0.454 ms, but its stage-1 backward from 1.885 to 3.096 ms)
+FWD_DOT_MIN_RANK = 1
+BWD_DOT_MIN_RANK = 16
 FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32's accuracy on tensor cores)
-SAVE_DELTA = True  # the training forward stores delta for the backward (no dt up-projection there: fewer registers)
+# the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
+# instead of 245 registers at stage 4); VMamba-T stage 1 (R = 6) trains faster forming it again, R >= 12 faster saved
+SAVE_DELTA_MIN_RANK = 8
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -52,14 +58,19 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
-def dot_rank(rank, num_states, channels, block_l=None, min_rank=DOT_MIN_RANK):
+def dot_rank(rank, num_states, channels, block_l=None, min_rank=FWD_DOT_MIN_RANK):
     """R padded for the ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
 
-    With R >= 16 the kernels form the delta of two chunks (2 * 8 steps: tl.dot's 16 rows) with tensor cores: per
-    element they load one dt value where the rank loop loads R (VMamba-S/B at R = 24-64; docs/benchmarks.md).
+    From ``min_rank`` on, the kernels form the delta of two chunks (2 * 8 steps: tl.dot's 16 rows) with tensor cores:
+    per element they load one dt value where the rank loop loads R (docs/benchmarks.md).
     """
     wide_enough = channels > 16 and num_states == 1 and (block_l or 8) >= 8
     return max(16, next_power_of_2(rank)) if rank >= min_rank and wide_enough else 0
+
+
+def saves_delta(rank):
+    """Whether the training forward keeps delta for the backward (``SAVE_DELTA_MIN_RANK``)."""
+    return rank >= SAVE_DELTA_MIN_RANK
 
 
 def route_parts(num_routes, programs_per_part, device, parts=None):
@@ -125,7 +136,7 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT, save_delta=SAVE_DELTA):
+                    dot_min_rank=FWD_DOT_MIN_RANK, fp32_dot=FP32_DOT, save_delta=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states and deltas, each an empty tensor unless saved).
 
@@ -133,8 +144,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
     rank from which delta comes from tl.dot) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned
-    launch (the backward must get the same). With ``save_states`` and ``save_delta``, ``deltas`` (batch, H*W, K, D)
-    in x's dtype holds delta before softplus, which the backward then reads instead of forming it again.
+    launch. With ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas`` (batch, H*W, K, D) in
+    x's dtype holds delta before softplus, which the backward then reads instead of forming it again.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -151,7 +162,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     y_parts = empty(parts, batch, length, channels, dtype=out_dtype, device=device)
     states_shape = (batch, num_routes, num_chunks, num_states, channels) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
-    save_delta = save_states and save_delta
+    save_delta = save_states and (saves_delta(rank) if save_delta is None else save_delta)
     deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
@@ -167,7 +178,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
                     codes, empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=DOT_MIN_RANK, fp32_dot=FP32_DOT):
+                    dot_min_rank=BWD_DOT_MIN_RANK, fp32_dot=FP32_DOT):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 

@@ -216,8 +216,9 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     FP32_DOT: tl.constexpr, SAVED_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
-    states from the saved chunk state, delta as the training forward forms it (same chunks and RANK_DOT), or with
-    SAVED_DELTA reads the forward's delta (batch, H*W, K, D) (RANK_DOT 0 then: no dt weights needed).
+    states from the saved chunk state; with SAVED_DELTA reads the forward's delta (batch, H*W, K, D) (RANK_DOT 0
+    then: no dt weights needed), else forms it again, with tl.dot or the rank loop as RANK_DOT says (the forward's
+    sums up to their fp32 order).
 
     Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
