@@ -84,14 +84,14 @@ def test_inference_forward_matches_reference(size):
     assert_close(y, y_ref, torch.float32, name='y')
 
 
-@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
-def test_fused_with_dot_rank_matches_reference(dtype):
-    """R >= 16: the delta of two 8-step chunks from one tl.dot (R = 20 padded to 32), x in fp32 or fp16; 20 of the
-    32 lanes' channels. 5 x 7 = 35 steps make 5 chunks, so the last pair's second chunk lies past the end. With and
-    without autograd."""
-    inputs = make_inputs(4, 1, rank=20, batch=1, channels=20)
+@pytest.mark.parametrize('dtype, rank', [(torch.float32, 20), (torch.float16, 20), (torch.float16, 3)])
+def test_fused_with_dot_rank_matches_reference(dtype, rank):
+    """The delta of two 8-step chunks from one tl.dot (R = 20 padded to 32), x in fp32 or fp16; 20 of the 32 lanes'
+    channels. 5 x 7 = 35 steps make 5 chunks, so the last pair's second chunk lies past the end. With and without
+    autograd. R = 3 with 16-bit x: the forward's dot (R padded to 16), the backward's rank loop (delta not saved)."""
+    inputs = make_inputs(4, 1, rank=rank, batch=1, channels=20)
     inputs[0] = inputs[0].to(dtype).double()  # the reference sees the rounded input
-    assert dot_rank(20, 1, 20) == 32
+    assert dot_rank(20, 1, 20) == 32 and dot_rank(3, 1, 20, min_rank=1) == 16
     grad_y = torch.randn(1, 20, 5, 7, dtype=torch.float64)
     y_ref, grads_ref = reference(inputs, ROUTES, grad_y)
     leaves = [inputs[0].to(dtype).requires_grad_()] + [t.float().requires_grad_() for t in inputs[1:]]
@@ -115,9 +115,8 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
 def test_launchers_write_every_output(num_states, parts, rank, channels, save_delta):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison. ``parts``: the
     programs scan 4, 2 or 1 routes one after the other, adding into the same output. R = 20 takes the tl.dot
-    delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end; so does
-    the forward at R = 3 with 20 channels, whose backward forms it again with the rank loop. The backward reads the
-    forward's delta (``save_delta``) or forms it again."""
+    delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end. The
+    backward reads the forward's delta (``save_delta``) or forms it again."""
     routes = ROUTES_BY_K[4]
     inputs = make_inputs(4, num_states, rank=rank, channels=channels)
     grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)

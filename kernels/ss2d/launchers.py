@@ -6,10 +6,11 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-# delta = dt_projs_weight @ dt slice: the forward forms it with tl.dot at every dt rank, a backward that forms it
-# again (delta not saved) from this rank on, with a rank loop below it (H200 sweep of session 10, docs/benchmarks.md:
-# the dot took VMamba-T's stage-2 forward from 0.759 to 0.454 ms, but its stage-1 backward from 1.885 to 3.096 ms)
-FWD_DOT_MIN_RANK = 1
+# delta = dt_projs_weight @ dt slice, with tl.dot from these dt ranks on, with a rank loop below (H200 sweep of
+# session 10, docs/benchmarks.md): the forward of 16-bit inputs at every rank (the dot took VMamba-T's bf16 stage-2
+# forward from 0.759 to 0.454 ms), of fp32 inputs from R = 16 on (their tf32x3 dot at smaller R is not timed yet), a
+# backward that forms delta again (not saved) from R = 16 on (the dot took the stage-1 backward from 1.885 to 3.096 ms)
+FWD_DOT_MIN_RANK = {2: 1, 4: 16}  # by element size
 BWD_DOT_MIN_RANK = 16
 FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32's accuracy on tensor cores)
 # the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
@@ -58,7 +59,7 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
-def dot_rank(rank, num_states, channels, block_l=None, min_rank=FWD_DOT_MIN_RANK):
+def dot_rank(rank, num_states, channels, block_l=None, min_rank=BWD_DOT_MIN_RANK):
     """R padded for the ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
 
     From ``min_rank`` on, the kernels form the delta of two chunks (2 * 8 steps: tl.dot's 16 rows) with tensor cores:
@@ -136,14 +137,15 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=FWD_DOT_MIN_RANK, fp32_dot=FP32_DOT, save_delta=None):
+                    dot_min_rank=None, fp32_dot=FP32_DOT, save_delta=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states and deltas, each an empty tensor unless saved).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
-    rank from which delta comes from tl.dot) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned
+    rank from which delta comes from tl.dot; default by dtype) and ``fp32_dot`` (its precision for fp32 inputs)
+    override the tuned
     launch. With ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas`` (batch, H*W, K, D) in
     x's dtype holds delta before softplus, which the backward then reads instead of forming it again.
     """
@@ -164,12 +166,12 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     states = empty(*states_shape, dtype=torch.float32, device=device)
     save_delta = save_states and (saves_delta(rank) if save_delta is None else save_delta)
     deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
+    rank_dot = dot_rank(rank, num_states, channels, block_l, dot_min_rank or FWD_DOT_MIN_RANK[x.element_size()])
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, num_routes,
-        num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
-        RANK_DOT=dot_rank(rank, num_states, channels, block_l, dot_min_rank), FP32_DOT=fp32_dot,
+        num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
         num_warps=num_warps)
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
