@@ -6,11 +6,12 @@ from ..common.launch import (cdiv, check_devices, check_dtype, check_shape, mult
 
 SS2D_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 RANK_UNROLL = 8  # dt ranks handled per unrolled step of the kernels' rank loops
-# delta = dt_projs_weight @ dt slice, with tl.dot from these dt ranks on, with a rank loop below (H200 sweep of
+# delta = dt_projs_weight @ dt slice, with tl.dot from these dt ranks on, with a rank loop below (H200 sweeps of
 # session 10, docs/benchmarks.md): the forward of 16-bit inputs at every rank (the dot took VMamba-T's bf16 stage-2
-# forward from 0.759 to 0.454 ms), of fp32 inputs from R = 16 on (their tf32x3 dot at smaller R is not timed yet), a
-# backward that forms delta again (not saved) from R = 16 on (the dot took the stage-1 backward from 1.885 to 3.096 ms)
-FWD_DOT_MIN_RANK = {2: 1, 4: 16}  # by element size
+# forward from 0.759 to 0.454 ms), of fp32 inputs from R = 8 on (their tf32x3 dot: stage 2, R = 12, training
+# launchers 2.337 -> 2.275 ms; stage 1, R = 6, 3.879 -> 3.929), a backward that forms delta again (not saved) from
+# R = 16 on (the dot took the bf16 stage-1 backward from 1.885 to 3.096 ms)
+FWD_DOT_MIN_RANK = {2: 1, 4: 8}  # by element size
 BWD_DOT_MIN_RANK = 16
 FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32's accuracy on tensor cores)
 # the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
