@@ -212,14 +212,17 @@ def test_config_loss_is_the_official_bce_plus_dice():
     assert not torch.allclose(mmseg_dice(logits, labels), losses['loss_dice'])
 
 
-@pytest.mark.parametrize('name', ['vm-unet_1xb32-300e_isic2018-256x256.py', 'vm-unet_1xb32-300e_synapse-224x224.py'])
+@pytest.mark.parametrize('name', ['vm_unet/vm-unet_1xb32-300e_isic2018-256x256.py',
+                                  'vm_unet/vm-unet_1xb32-300e_synapse-224x224.py',
+                                  'msvm_unet/msvm-unet_1xb32-300e_synapse-224x224.py',
+                                  'msvm_unet/msvm-unet_1xb32-300e_acdc-224x224.py'])
 def test_config_classifier_keeps_the_pytorch_default_init(name):
-    # the official final 1x1 conv is a plain nn.Conv2d with no init of its own; mmseg's heads draw conv_seg from a
-    # normal of std 0.01 with zero bias unless init_cfg is None
+    # the official final 1x1 conv of VM-UNet and MSVM-UNet is a plain nn.Conv2d with no init of its own; mmseg's
+    # heads draw conv_seg from a normal of std 0.01 with zero bias unless init_cfg is None
     from mmengine.registry import DefaultScope
 
     from mmssm.apis import load_config
-    config = Path(__file__).resolve().parents[1] / 'configs/vm_unet' / name
+    config = Path(__file__).resolve().parents[1] / 'configs' / name
     torch.manual_seed(0)
     with DefaultScope.overwrite_default_scope('mmseg'):
         head = MODELS.build(dict(load_config(str(config)).model.decode_head, type='mmseg.FCNHead'))

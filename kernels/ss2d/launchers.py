@@ -94,7 +94,7 @@ def sum_parts(parts, out_dtype, empty=torch.empty, block=4096, num_warps=8):
     """(P, ...) -> (...) in ``out_dtype``: the parts summed in fp32 by one memory-bound kernel (torch's sum over the
     leading axis ran at about 60% of the copy bandwidth here: 0.31 of 3.23 ms of VMamba-T stage 1's SS2D core)."""
     if parts.shape[0] == 1:
-        return parts[0] if parts.dtype == out_dtype else parts[0].to(out_dtype)
+        return parts[0].to(out_dtype)  # a view when the dtypes agree
     out = empty(*parts.shape[1:], dtype=out_dtype, device=parts.device)
     numel = out.numel()
     from .triton_kernels import sum_parts_kernel
@@ -146,9 +146,9 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
     backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
     rank from which delta comes from tl.dot; default by dtype) and ``fp32_dot`` (its precision for fp32 inputs)
-    override the tuned
-    launch. With ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas`` (batch, H*W, K, D) in
-    x's dtype holds delta before softplus, which the backward then reads instead of forming it again.
+    override the tuned launch. With ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas``
+    (batch, H*W, K, D) in x's dtype holds delta before softplus, which the backward then reads instead of forming
+    it again.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -186,7 +186,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     channels-last memory.
 
     ``x_dbl``, ``states`` and ``deltas`` come from :func:`ss2d_fwd_triton` with ``save_states=True`` and the same
-    launch overrides; an empty ``deltas``: delta is formed again as the forward formed it.
+    launch overrides; with an empty ``deltas`` the backward forms delta again (the rank loop, or tl.dot from
+    ``dot_min_rank`` on: the forward's sums up to their fp32 order).
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
