@@ -114,8 +114,10 @@ def test_triton_launchers_match_reference(case, softplus):
     check_grads(grads, expected_grads, torch.float32)
 
 
-# several chunks per sequence (the state and gradient carried across chunks), with other BLOCK_D in the backward
-SMALL_TILES = ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1)
+# several chunks per sequence (the state and gradient carried across chunks), with other BLOCK_D in the backward;
+# with and without the next chunk's loads issued ahead (prefetch)
+SMALL_TILES = [ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1,
+                         prefetch=prefetch) for prefetch in (False, True)]
 
 
 @pytest.mark.parametrize('case', [
@@ -124,13 +126,14 @@ SMALL_TILES = ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, b
     (2, 8, 1, 196, 4, dict(initial=True)),  # VMamba-T stage 3's L = 14 * 14, aligned to 4
     (2, 8, 16, 45, 1, dict(grouped=False, z=True, initial=True)),  # Vim's N, L not a multiple of the chunk
     (1, 8, 5, 21, 2, dict(z=True, initial=True))])  # masked states (BLOCK_N 8), groups
-def test_triton_carries_across_chunks(case):
+@pytest.mark.parametrize('tiles', SMALL_TILES, ids=['loads_in_turn', 'prefetch'])
+def test_triton_carries_across_chunks(case, tiles):
     batch, channels, states, length, groups, options = case
     return_states = options.get('return_states', False)
     inputs = make_inputs(batch, channels, states, length, groups, **options)
     grad_out, grad_last = _grad_targets(inputs, return_states, length, (batch, channels, states))
     expected_out, expected_last, expected_grads = reference(inputs, True, return_states, grad_out, grad_last)
-    out, last, grads = run_triton(inputs, True, return_states, torch.float32, grad_out, grad_last, SMALL_TILES)
+    out, last, grads = run_triton(inputs, True, return_states, torch.float32, grad_out, grad_last, tiles)
     assert_close(out, expected_out, torch.float32)
     assert_close(last, expected_last, torch.float32, name='last_state')
     check_grads(grads, expected_grads, torch.float32)
