@@ -15,20 +15,19 @@ that the launcher adds up: deterministic, no atomics. All offsets are int64 so t
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus
-
-LOG2_E = tl.constexpr(1.4426950408889634)
+from ..common.triton_scan import LOG2_E, pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus
 
 
 @triton.jit
 def _dt(delta, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """(pre-activation, dt) for a (BLOCK_D, BLOCK_T) tile of delta: delta + delta_bias, then softplus if asked."""
+    """(pre-activation, dt) for a (BLOCK_D, BLOCK_T) tile of delta: delta + delta_bias, then softplus if asked (its
+    log approximated for 16-bit delta)."""
     pre = delta.to(tl.float32)
     if HAS_BIAS:
         pre += bias[:, None]
     dt = pre
     if SOFTPLUS:
-        dt = softplus(pre)
+        dt = softplus(pre, delta.dtype.primitive_bitwidth < 32)
     return pre, dt
 
 
