@@ -1,14 +1,15 @@
-"""Static counts of the code Triton generates for the bare selective-scan kernels, on a machine without a GPU.
+"""Static counts of the code Triton generates for the scan kernels, on a machine without a GPU.
 
-    python tools/kernel_code_stats.py [--tree DIR] [--dtype bf16] [--prefetch on|off]
+    python tools/kernel_code_stats.py [--family scan|ss2d] [--tree DIR] [--dtype bf16] [--prefetch on|off]
 
-Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py,
-with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
+Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py
+(``--family scan``, the bare selective scan) or of tools/benchmark_kernels.py's SS2D section (``--family ss2d``,
+the fused SS2D core at VMamba-T's stages, the training kernels), with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
 and prints per kernel the registers per thread and local-memory bytes (spills) of the cubin (``cuobjdump
 -res-usage``), then counts of its SASS (``nvdisasm``; each loop body counted once): instructions, warp shuffles
 (``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size and shuffles of the innermost loop: the per-state
 loop for N > 1 (divide by the elements a thread holds: instructions per element and state), the chunk loop at N = 1
-(N is a constant there), none when the sequence is one chunk. Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
+(N is a constant there), none when the sequence is one chunk; for SS2D the chunk loop (8 steps a thread at N = 1). Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
 divisible by 16), pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older
 commit from ``git archive``) to compare. These are counts, not times: speed is measured on the device.
 """
@@ -22,11 +23,16 @@ import tempfile
 
 TOOLS = os.path.dirname(os.path.abspath(__file__))
 MIN_LOOP = 10  # instructions: shorter backward branches are spin / exit loops, not loop bodies
+# pointers in the inputs' dtype (the others fp32): the bare scan's, then the SS2D kernels' (x, x_dbl, y, delta, dy, dx)
 HALF_TENSORS = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'z_ptr', 'out_ptr', 'grad_out_ptr', 'grad_u_ptr',
-                'grad_delta_ptr', 'grad_z_ptr')
+                'grad_delta_ptr', 'grad_z_ptr', 'x_ptr', 'xdbl_ptr', 'y_ptr', 'dy_ptr', 'dx_ptr')
+SS2D_ROUTES = 4
 
 
-def code_counts(fn, constants, int_args, warps, dtype):
+SASS_DIR = None  # --sass: where each kernel's disassembly goes
+
+
+def code_counts(fn, constants, int_args, warps, dtype, label='kernel'):
     """Compile ``fn`` for sm_90: constexprs, runtime ints (specialised like a launch), 16-byte aligned pointers."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -48,10 +54,10 @@ def code_counts(fn, constants, int_args, warps, dtype):
                 attrs[(index,)] = [['tt.divisibility', 16]]
     kernel = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget('cuda', 90, 32),
                             options=dict(num_warps=warps))
-    return cubin_counts(kernel.asm['cubin'])
+    return cubin_counts(kernel.asm['cubin'], label)
 
 
-def cubin_counts(cubin):
+def cubin_counts(cubin, label='kernel'):
     """Registers, local memory and SASS counts of a compiled kernel, from the tools bundled with Triton."""
     import triton
     tools = os.path.join(os.path.dirname(triton.__file__), 'backends', 'nvidia', 'bin')
@@ -63,6 +69,9 @@ def cubin_counts(cubin):
                                text=True, check=True).stdout
         sass = subprocess.run([os.path.join(tools, 'nvdisasm'), '-c', path], capture_output=True, text=True,
                               check=True).stdout
+    if SASS_DIR:
+        with open(os.path.join(SASS_DIR, f'{label}.sass'), 'w') as file:
+            file.write(sass)
     opcodes, labels, loops = [], {}, []
     for line in sass.splitlines():
         label = re.match(r'\s*(\.L_x_\d+):', line)
@@ -81,20 +90,11 @@ def cubin_counts(cubin):
                 inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
-    parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
-    parser.add_argument('--prefetch', choices=('on', 'off'), help='override the tiles\' prefetch setting')
-    args = parser.parse_args()
-    sys.path.insert(0, os.path.abspath(args.tree))
+def scan_counts(tree, dtype_name, dtype, prefetch):
+    """Per bare-scan shape: the forward and backward kernels as the launchers would launch them."""
     launchers = importlib.import_module('kernels.selective_scan.launchers')
     kernels = importlib.import_module('kernels.selective_scan.triton_kernels')
-    sys.path.insert(0, TOOLS)
     from check_kernels_device import SHAPES
-    print(f'tree {os.path.abspath(args.tree)}, {args.dtype}, sm_90')
-    import torch
-    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     for name, (channels, length, states, groups, with_z) in SHAPES.items():
         tiles = launchers.default_tiles(states, length, dtype)
         chunk = launchers.chunk_length(states, length, dtype, tiles)
@@ -111,11 +111,62 @@ def main():
             if 'ALIGN' in fn.arg_names:
                 constants['ALIGN'] = launchers.row_alignment(length)
             if 'PREFETCH' in fn.arg_names:
-                constants['PREFETCH'] = tiles.prefetch if args.prefetch is None else args.prefetch == 'on'
-            counts = code_counts(fn, constants, ints, warps, args.dtype)
+                constants['PREFETCH'] = tiles.prefetch if prefetch is None else prefetch == 'on'
+            counts = code_counts(fn, constants, ints, warps, dtype_name, f'{name}_{label}')
             print(f'{name:16s} L={length:<5d} {label} BLOCK_D={block_d:<3d} BLOCK_T={block_t:<3d} warps={warps} '
-                  f'ALIGN={constants.get("ALIGN", "-")} PREFETCH={constants.get("PREFETCH", "-")}: ' + ', '.join(f'{k} {v}' for k, v in counts.items()),
-                  flush=True)
+                  f'ALIGN={constants.get("ALIGN", "-")} PREFETCH={constants.get("PREFETCH", "-")}: '
+                  + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
+
+
+def ss2d_counts(tree, dtype_name, dtype):
+    """Per VMamba-T stage: the training forward (saving chunk states, and delta as the launcher decides) and the
+    backward of the fused SS2D core, N = 1, K = 4."""
+    launchers = importlib.import_module('kernels.ss2d.launchers')
+    kernels = importlib.import_module('kernels.ss2d.triton_kernels')
+    from benchmark_kernels import SS2D_SHAPES
+    element_size = torch_element_size(dtype)
+    for name, (channels, size, rank) in SS2D_SHAPES.items():
+        block_d, block_n, block_l, warps = launchers.block_sizes(channels, 1)
+        ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
+                    num_states=1, num_chunks=launchers.cdiv(size * size, block_l))
+        saved = launchers.saves_delta(rank)
+        fwd_dot = launchers.dot_rank(rank, 1, channels, block_l, launchers.FWD_DOT_MIN_RANK[element_size])
+        bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, block_l, launchers.BWD_DOT_MIN_RANK)
+        common = dict(RANK=rank, RANK_UNROLL=launchers.RANK_UNROLL, FP32_DOT=launchers.FP32_DOT, BLOCK_D=block_d,
+                      BLOCK_N=block_n, BLOCK_L=block_l)
+        for label, fn, extra in (('fwd', kernels.ss2d_fwd_kernel, dict(RANK_DOT=fwd_dot, SAVE_STATES=True,
+                                                                          SAVE_DELTA=saved)),
+                                 ('bwd', kernels.ss2d_bwd_kernel, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
+            counts = code_counts(fn, dict(common, **extra), ints, warps, dtype_name,
+                                 f'ss2d_{name.split()[-1]}_{label}')
+            print(f'{name:16s} D={channels:<4d} L={size * size:<5d} R={rank:<3d} {label} BLOCK_D={block_d} '
+                  f'BLOCK_L={block_l} warps={warps} RANK_DOT={extra["RANK_DOT"]} delta saved={saved}: '
+                  + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
+
+
+def torch_element_size(dtype):
+    return dtype.itemsize
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--family', default='scan', choices=('scan', 'ss2d'))
+    parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
+    parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
+    parser.add_argument('--prefetch', choices=('on', 'off'), help='override the scan tiles\' prefetch setting')
+    parser.add_argument('--sass', metavar='DIR', help='also write each kernel\'s SASS (nvdisasm) to DIR')
+    args = parser.parse_args()
+    global SASS_DIR
+    SASS_DIR = args.sass
+    sys.path.insert(0, os.path.abspath(args.tree))
+    sys.path.insert(0, TOOLS)
+    print(f'tree {os.path.abspath(args.tree)}, {args.family}, {args.dtype}, sm_90')
+    import torch
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
+    if args.family == 'scan':
+        scan_counts(args.tree, args.dtype, dtype, args.prefetch)
+    else:
+        ss2d_counts(args.tree, args.dtype, dtype)
 
 
 if __name__ == '__main__':

@@ -15,7 +15,8 @@ that the launcher adds up: deterministic, no atomics. All offsets are int64 so t
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import LOG2_E, pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus
+from ..common.triton_scan import (LOG2_E, pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus,
+                                  softplus_slope)
 
 
 @triton.jit
@@ -285,7 +286,7 @@ def selective_scan_bwd_kernel(
             acc_D += tl.sum(grad_y * u, axis=1)
             grad_u += grad_y * skip[:, None]
         if SOFTPLUS:
-            grad_dt = grad_dt * sigmoid(pre)
+            grad_dt = grad_dt * softplus_slope(pre, dt)
         acc_bias += tl.sum(grad_dt, axis=1)
         tl.store(grad_u_ptr + tile, grad_u.to(grad_u_ptr.dtype.element_ty), mask=step_mask[None, :])
         tl.store(grad_delta_ptr + tile, grad_dt.to(grad_delta_ptr.dtype.element_ty), mask=step_mask[None, :])

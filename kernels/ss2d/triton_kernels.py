@@ -18,7 +18,7 @@ packed in one integer argument, route k in bits 2k and 2k+1 (no device tensor: C
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import exp, pick, reverse_scan_next_decay, scan_chunk, sigmoid, softplus
+from ..common.triton_scan import exp, pick, reverse_scan_next_decay, scan_chunk, softplus, softplus_slope
 
 
 @triton.jit
@@ -289,7 +289,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 carry = pick(decay * grad_h, j[:, None, None], 0, 0)
                 grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
                 grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
-                grad_delta = grad_dt * sigmoid(delta)
+                grad_delta = grad_dt * softplus_slope(delta, dt)
                 grad_a += tl.sum(grad_h * carried * dt[:, None, :], axis=0)
                 grad_skip += tl.sum(dy * u, axis=0)
                 grad_bias += tl.sum(grad_delta, axis=0)
