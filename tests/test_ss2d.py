@@ -111,12 +111,13 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
 
 @pytest.mark.parametrize('save_delta', [True, False])
 @pytest.mark.parametrize('num_states, parts, rank, channels', [(1, 1, 3, 6), (1, 2, 3, 6), (4, 4, 3, 6),
-                                                             (1, 2, 20, 20), (1, 4, 3, 20)])
+                                                             (1, 2, 20, 20), (1, 4, 8, 20)])
 def test_launchers_write_every_output(num_states, parts, rank, channels, save_delta):
     """Every output allocated NaN-filled: an element a kernel forgot to write fails the comparison. ``parts``: the
     programs scan 4, 2 or 1 routes one after the other, adding into the same output. R = 20 takes the tl.dot
     delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end. The
-    backward reads the forward's delta (``save_delta``) or forms it again."""
+    backward reads the forward's delta (``save_delta``) or forms it again. R = 8: no padding of the dt weight for
+    the backward's matmul."""
     routes = ROUTES_BY_K[4]
     inputs = make_inputs(4, num_states, rank=rank, channels=channels)
     grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)

@@ -222,7 +222,9 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a
     # batched matmul with a batch*L reduction and (D, R) outputs gets too few programs: 9.8 of 62 ms of a VMamba-T step)
     grad_delta = grad_delta.view(batch * length, num_routes * channels)
-    weight_padded = torch.nn.functional.pad(dt_projs_weight.to(x.dtype), (0, -rank % 8))  # (K, D, R rounded up)
+    weight_padded = dt_projs_weight.to(x.dtype)  # (K, D, R rounded up to a multiple of 8)
+    if rank % 8:
+        weight_padded = torch.nn.functional.pad(weight_padded, (0, -rank % 8))
     grad_low = torch.bmm(grad_delta.view(batch * length, num_routes, channels).transpose(0, 1),
                          weight_padded)[:, :, :rank]  # (K, batch*L, R)
     x_dbl_rows = x_dbl.view(batch * length, num_routes * rows)
