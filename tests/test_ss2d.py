@@ -132,6 +132,26 @@ def test_launchers_write_every_output(num_states, parts, rank, channels, save_de
     check_all(y, grads, y_ref, grads_ref, torch.float32)
 
 
+@pytest.mark.parametrize('num_states, rank, channels, bwd_block_l', [(1, 20, 20, 4), (4, 3, 6, 8)])
+def test_backward_chunks_shorter_than_the_forward(num_states, rank, channels, bwd_block_l):
+    """A forward of 16-step chunks saves the state entering every ``bwd_block_l`` steps (NaN-poisoned: each must be
+    written, the last chunk's past the end not) for a backward of shorter chunks; one that does not divide fails."""
+    routes = ROUTES_BY_K[4]
+    inputs = make_inputs(4, num_states, rank=rank, channels=channels)
+    grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
+    y_ref, grads_ref = reference(inputs, routes, grad_y)
+    codes = route_codes(routes)
+    fp32 = [t.float() for t in inputs]
+    y, x_dbl, states, deltas = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
+                                               parts=2, bwd_block_l=bwd_block_l)
+    assert states.shape == (2, 4, -(-35 // bwd_block_l), num_states, channels)
+    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, deltas, *fp32[1:], codes, empty=poisoned_empty,
+                            block_l=16, parts=2, bwd_block_l=bwd_block_l)
+    check_all(y, grads, y_ref, grads_ref, torch.float32)
+    with pytest.raises(ValueError, match='must divide'):
+        ss2d_fwd_triton(*fp32, codes, torch.float32, True, block_l=8, bwd_block_l=16)
+
+
 def test_route_parts_follow_the_device_and_refuse_non_divisors():
     """Fewest parts giving MIN_PROGRAMS_PER_SM programs per SM (132 SMs for the interpreter); a bad choice fails."""
     cpu = torch.device('cpu')

@@ -118,34 +118,31 @@ def scan_counts(tree, dtype_name, dtype, prefetch):
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
 
 
-def ss2d_counts(tree, dtype_name, dtype):
+def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None):
     """Per VMamba-T stage: the training forward (saving chunk states, and delta as the launcher decides) and the
-    backward of the fused SS2D core, N = 1, K = 4."""
+    backward of the fused SS2D core, N = 1, K = 4; ``bwd_block_l`` overrides the backward's chunk."""
     launchers = importlib.import_module('kernels.ss2d.launchers')
     kernels = importlib.import_module('kernels.ss2d.triton_kernels')
     from benchmark_kernels import SS2D_SHAPES
-    element_size = torch_element_size(dtype)
     for name, (channels, size, rank) in SS2D_SHAPES.items():
         block_d, block_n, block_l, warps = launchers.block_sizes(channels, 1)
-        ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
-                    num_states=1, num_chunks=launchers.cdiv(size * size, block_l))
+        bwd_chunk = launchers.backward_chunk(channels, 1, bwd_block_l=bwd_block_l)
         saved = launchers.saves_delta(rank)
-        fwd_dot = launchers.dot_rank(rank, 1, channels, block_l, launchers.FWD_DOT_MIN_RANK[element_size])
-        bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, block_l, launchers.BWD_DOT_MIN_RANK)
+        fwd_dot = launchers.dot_rank(rank, 1, channels, block_l, launchers.FWD_DOT_MIN_RANK[dtype.itemsize])
+        bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, bwd_chunk, launchers.BWD_DOT_MIN_RANK)
         common = dict(RANK=rank, RANK_UNROLL=launchers.RANK_UNROLL, FP32_DOT=launchers.FP32_DOT, BLOCK_D=block_d,
-                      BLOCK_N=block_n, BLOCK_L=block_l)
-        for label, fn, extra in (('fwd', kernels.ss2d_fwd_kernel, dict(RANK_DOT=fwd_dot, SAVE_STATES=True,
-                                                                          SAVE_DELTA=saved)),
-                                 ('bwd', kernels.ss2d_bwd_kernel, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
-            counts = code_counts(fn, dict(common, **extra), ints, warps, dtype_name,
+                      BLOCK_N=block_n)
+        for label, fn, chunk, extra in (
+                ('fwd', kernels.ss2d_fwd_kernel, block_l, dict(RANK_DOT=fwd_dot, SAVE_STATES=True, SAVE_DELTA=saved,
+                                                              STATE_STEPS=bwd_chunk)),
+                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
+            ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
+                        num_states=1, num_chunks=launchers.cdiv(size * size, chunk))
+            counts = code_counts(fn, dict(common, BLOCK_L=chunk, **extra), ints, warps, dtype_name,
                                  f'ss2d_{name.split()[-1]}_{label}')
             print(f'{name:16s} D={channels:<4d} L={size * size:<5d} R={rank:<3d} {label} BLOCK_D={block_d} '
-                  f'BLOCK_L={block_l} warps={warps} RANK_DOT={extra["RANK_DOT"]} delta saved={saved}: '
+                  f'BLOCK_L={chunk} warps={warps} RANK_DOT={extra["RANK_DOT"]} delta saved={saved}: '
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
-
-
-def torch_element_size(dtype):
-    return dtype.itemsize
 
 
 def main():
@@ -154,6 +151,7 @@ def main():
     parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
     parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
     parser.add_argument('--prefetch', choices=('on', 'off'), help='override the scan tiles\' prefetch setting')
+    parser.add_argument('--bwd-block-l', type=int, help='the SS2D backward\'s chunk (steps), instead of the tuned one')
     parser.add_argument('--sass', metavar='DIR', help='also write each kernel\'s SASS (nvdisasm) to DIR')
     args = parser.parse_args()
     global SASS_DIR
@@ -166,7 +164,7 @@ def main():
     if args.family == 'scan':
         scan_counts(args.tree, args.dtype, dtype, args.prefetch)
     else:
-        ss2d_counts(args.tree, args.dtype, dtype)
+        ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l)
 
 
 if __name__ == '__main__':

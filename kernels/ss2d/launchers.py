@@ -60,6 +60,13 @@ def block_sizes(channels, num_states, block_l=None, block_d=None, num_warps=None
     return block_d, block_n, block_l, num_warps
 
 
+def backward_chunk(channels, num_states, block_l=None, bwd_block_l=None):
+    """Steps per chunk of the backward, which the training forward saves a state for: ``bwd_block_l``, else
+    ``block_l``, else the forward's tuned chunk. Shorter backward chunks hold fewer values a thread (at VMamba's
+    stage 3: 96 registers at 4 steps, 168 at 8), the forward keeps its chunk (and its tl.dot delta)."""
+    return bwd_block_l or block_sizes(channels, num_states, block_l)[2]
+
+
 def dot_rank(rank, num_states, channels, block_l=None, min_rank=BWD_DOT_MIN_RANK):
     """R padded for the ``tl.dot`` dt up-projection (0: a rank-1 update per rank instead).
 
@@ -138,24 +145,27 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=None, fp32_dot=FP32_DOT, save_delta=None):
+                    dot_min_rank=None, fp32_dot=FP32_DOT, save_delta=None, bwd_block_l=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states and deltas, each an empty tensor unless saved).
 
     ``codes``: the K route codes (list of ints). x_dbl holds every pixel's projections, route by route.
-    ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of ``block_l`` steps (kept for the
-    backward when ``save_states``). ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt
-    rank from which delta comes from tl.dot; default by dtype) and ``fp32_dot`` (its precision for fp32 inputs)
-    override the tuned launch. With ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas``
-    (batch, H*W, K, D) in x's dtype holds delta before softplus, which the backward then reads instead of forming
-    it again.
+    ``states`` (batch, K, chunks, N, D) fp32 holds the state entering each chunk of the backward (kept for it when
+    ``save_states``; :func:`backward_chunk` steps, ``bwd_block_l`` if given, dividing the forward's chunk).
+    ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt rank from which delta comes from
+    tl.dot; default by dtype) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned launch. With
+    ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas`` (batch, H*W, K, D) in x's dtype
+    holds delta before softplus, which the backward then reads instead of forming it again.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
+    state_steps = backward_chunk(channels, num_states, block_l, bwd_block_l)
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
+    if block_l % state_steps:
+        raise ValueError(f'the backward\'s chunk ({state_steps} steps) must divide the forward\'s ({block_l})')
     num_chunks = cdiv(length, block_l)
     pixels = pixel_major(x)  # (batch, L, D)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
@@ -163,7 +173,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     num_blocks = cdiv(channels, block_d)
     parts = route_parts(num_routes, num_blocks * batch, device, parts)
     y_parts = empty(parts, batch, length, channels, dtype=out_dtype, device=device)
-    states_shape = (batch, num_routes, num_chunks, num_states, channels) if save_states else (0,)
+    states_shape = (batch, num_routes, cdiv(length, state_steps), num_states, channels) if save_states else (0,)
     states = empty(*states_shape, dtype=torch.float32, device=device)
     save_delta = save_states and (saves_delta(rank) if save_delta is None else save_delta)
     deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
@@ -174,26 +184,27 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, num_routes,
         num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
-        num_warps=num_warps)
+        STATE_STEPS=state_steps, num_warps=num_warps)
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states, deltas
 
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
                     codes, empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=BWD_DOT_MIN_RANK, fp32_dot=FP32_DOT):
+                    dot_min_rank=BWD_DOT_MIN_RANK, fp32_dot=FP32_DOT, bwd_block_l=None):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
     ``x_dbl``, ``states`` and ``deltas`` come from :func:`ss2d_fwd_triton` with ``save_states=True`` and the same
-    launch overrides; with an empty ``deltas`` the backward forms delta again (the rank loop, or tl.dot from
-    ``dot_min_rank`` on: the forward's sums up to their fp32 order).
+    launch overrides (its chunk: :func:`backward_chunk`); with an empty ``deltas`` the backward forms delta again
+    (the rank loop, or tl.dot from ``dot_min_rank`` on: the forward's sums up to their fp32 order).
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
     rows = rank + 2 * num_states
     _check_triton_call(x, num_routes, rows)
     length, device = height * width, x.device
+    block_l = backward_chunk(channels, num_states, block_l, bwd_block_l)
     block_d, block_n, block_l, num_warps = block_sizes(channels, num_states, block_l, block_d, num_warps)
     num_chunks, num_blocks = cdiv(length, block_l), cdiv(channels, block_d)
     check_shape('grad_y', grad_y, x.shape)

@@ -21,7 +21,7 @@ from ..cross_scan.naive import ROUTES
 from ..cross_scan.routes import route_codes
 from ..selective_scan import selective_scan
 from ..selective_scan.op import selective_scan_flop_count
-from .launchers import (block_sizes, channels_last_view, check_ss2d_args, saves_delta, ss2d_bwd_triton,
+from .launchers import (backward_chunk, channels_last_view, check_ss2d_args, saves_delta, ss2d_bwd_triton,
                         ss2d_fwd_triton)
 from .naive import ss2d_scan_ref
 
@@ -43,7 +43,7 @@ def _ss2d_fwd_fake(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
     batch, channels, height, width = x.shape
     num_routes, rows, _ = x_proj_weight.shape
     num_states, length = A_logs.shape[1], height * width
-    _, _, chunk, _ = block_sizes(channels, num_states, block_l)
+    chunk = backward_chunk(channels, num_states, block_l)
     states_shape = (batch, num_routes, cdiv(length, chunk), num_states, channels) if save_states else (0,)
     deltas_shape = (batch, length, num_routes, channels) if save_states and saves_delta(rows - 2 * num_states) else (0,)
     y = channels_last_view(x.new_empty(batch, length, channels, dtype=out_dtype), height, width)

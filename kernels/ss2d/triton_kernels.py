@@ -124,12 +124,13 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
-def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, num_states, num_chunks,
+def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, num_states, num_saved,
                  RANK: tl.constexpr):
-    """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)) and its chunk states (chunks, N, D)."""
+    """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)) and its saved chunk states (num_saved, N,
+    D)."""
     rows = RANK + 2 * num_states
     xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows
-    state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_chunks * num_states * channels
+    state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_saved * num_states * channels
     return xdbl_route, state_route
 
 
@@ -152,12 +153,14 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
                     RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
                     SAVE_STATES: tl.constexpr, SAVE_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_L: tl.constexpr):
+                    BLOCK_L: tl.constexpr, STATE_STEPS: tl.constexpr):
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
 
     Part p (program axis 1) scans routes p*K/parts .. (p+1)*K/parts - 1 one after the other; the first writes y, the
     later ones add to it. Chunks go in groups of one, or of two with RANK_DOT (one tl.dot forms both chunks' delta).
-    SAVE_DELTA: delta before softplus goes to (batch, H*W, K, D) in delta's dtype, for the backward.
+    SAVE_STATES: the state entering every STATE_STEPS steps (the backward's chunk, dividing BLOCK_L) goes to
+    states (batch, K, cdiv(H*W, STATE_STEPS), N, D). SAVE_DELTA: delta before softplus goes to (batch, H*W, K, D)
+    in delta's dtype, for the backward.
     """
     pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     routes_per_part = num_routes // tl.num_programs(1)
@@ -172,12 +175,14 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     row_stride = num_routes * (RANK + 2 * num_states)
     state_tile = n[:, None] * channels + d[None, :]  # one contiguous (BLOCK_N, BLOCK_D) tile per chunk
     GROUP: tl.constexpr = 2 if RANK_DOT > 0 else 1  # chunks per group
+    SAVES: tl.constexpr = BLOCK_L // STATE_STEPS  # states saved per chunk
+    num_saved = tl.cdiv(length, STATE_STEPS)
     for route in range(routes_per_part):
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                           d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
         xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
-                                               num_states, num_chunks, RANK)
+                                               num_states, num_saved, RANK)
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         for group in range(tl.cdiv(num_chunks, GROUP)):
             first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
@@ -185,7 +190,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
             for half in tl.range(0, GROUP, loop_unroll_factor=1):  # a loop, not unrolled: half the live registers
                 chunk = group * GROUP + half
                 if SAVE_STATES:  # state entering the chunk, for the backward
-                    tl.store(state_route + chunk * num_states * channels + state_tile, h,
+                    tl.store(state_route + chunk * SAVES * num_states * channels + state_tile, h,
                              mask=nd_mask & (chunk < num_chunks))
                 step_mask, pixel, map_offsets, mask = _chunk_offsets(route_codes, k, chunk, length, height, width,
                                                                      channels, d, d_mask, BLOCK_L)
@@ -204,6 +209,12 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 _, decay, drive = _scan_terms(delta, u, B, A, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
                 states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
+                if SAVE_STATES:  # the states entering the backward's later chunks inside this one
+                    for sub in tl.static_range(1, SAVES):
+                        saved = chunk * SAVES + sub
+                        tl.store(state_route + saved * num_states * channels + state_tile,
+                                 pick(states, j[:, None, None], sub * STATE_STEPS - 1, 0),
+                                 mask=nd_mask & (saved < num_saved))
                 h = pick(states, j[:, None, None], BLOCK_L - 1, 0)
                 y += tl.sum(states * C, axis=1) + skip[None, :] * u
                 tl.store(y_ptrs, y.to(y_ptr.dtype.element_ty), mask=mask)
