@@ -158,8 +158,12 @@ def candidate_tiles(num_states, length, dtype, tune):
     fwd, bwd = ((32, 1), (64, 2), (64, 4)), ((32, 1), (64, 2), (16, 1))
     if num_states > 1:
         fwd, bwd = fwd + ((16, 1), ), bwd + ((4, 1), )
-    swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
-    return [default] + swept
+    shapes = [(c, fd, fw, bd, bw) for c in chunks for (fd, fw), (bd, bw) in zip(fwd, bwd)]
+    if num_states == 1:  # 128-step chunks over 16 lanes: a warp scans 2 sequences where 64-step chunks scan 4, so
+        # GroupMamba-T's 8,192 sequences (64 channels x batch 128) fill twice the warps (15 an SM at 64 steps)
+        shapes += [(128, 8, 4, 2, 1), (128, 4, 2, 4, 2)]
+    # prefetching as the tuned tiles do (on for one state, off for many)
+    return [default] + [ScanTiles(c, c, c * fd, fw, c * bd, bw, default.prefetch) for c, fd, fw, bd, bw in shapes]
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
