@@ -1,9 +1,14 @@
 """The elementwise math of the scan kernels (kernels/common/triton_scan.py) against float64, over the whole range.
 
-Under the interpreter the hardware approximations (MUFU.LG2, MUFU.RCP) run as exact numpy functions, so these
-tests check the formulas (the linear tail of softplus, sigmoid from softplus at both ends); the approximations
-themselves are checked at real sizes on the device (tools/check_kernels_device.py, benchmark_kernels.py --check).
+Under the interpreter the hardware approximations (MUFU.LG2, MUFU.RCP) run as exact numpy functions, so the first
+test checks the formulas (the linear tail of softplus, sigmoid from softplus at both ends); the second that the
+code built for the GPU takes the approximation where the inputs' dtype allows it; their accuracy at real sizes is
+checked on the device (tools/check_kernels_device.py, benchmark_kernels.py --check).
 """
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 import triton
@@ -47,3 +52,21 @@ def test_scan_math_matches_float64(approx_log):
     torch.testing.assert_close(slope.double(), expected_sigmoid, rtol=1e-6, atol=5e-6)
     torch.testing.assert_close(sig.double(), expected_sigmoid, rtol=5e-6, atol=1.2e-38)  # as exp above
     assert torch.equal(softplus_x[x > 20], x[x > 20]), 'softplus is linear above 20, as torch'
+
+
+@pytest.mark.parametrize('dtype', ['bf16', 'fp32'])
+def test_gpu_build_takes_the_log_the_inputs_dtype_asks_for(tmp_path, dtype):
+    """The interpreter runs no PTX, so the approximations are checked in the code built for an H100 (sm_90, this
+    machine's Triton and ptxas, no GPU): 16-bit inputs take softplus' log as MUFU.LG2, fp32 inputs libdevice's
+    precise log (no MUFU.LG2); neither kernel spills registers."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run(
+        [sys.executable, os.path.join(root, 'tools', 'kernel_code_stats.py'), '--shapes', 'vmamba_t_s1', '--dtype',
+         dtype, '--sass', str(tmp_path)], env=dict(os.environ, TRITON_INTERPRET='0'), capture_output=True, text=True,
+        timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = [line for line in result.stdout.splitlines() if line.startswith('vmamba_t_s1')]
+    assert len(lines) == 2 and all('local 0,' in line for line in lines), result.stdout
+    for kernel in ('fwd', 'bwd'):
+        sass = (tmp_path / f'vmamba_t_s1_{kernel}.sass').read_text()
+        assert ('MUFU.LG2' in sass) == (dtype == 'bf16'), kernel

@@ -1,17 +1,21 @@
 """Static counts of the code Triton generates for the scan kernels, on a machine without a GPU.
 
     python tools/kernel_code_stats.py [--family scan|ss2d] [--tree DIR] [--dtype bf16] [--prefetch on|off]
+        [--shapes NAMES] [--bwd-block-l STEPS] [--sass DIR]
 
 Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py
 (``--family scan``, the bare selective scan) or of tools/benchmark_kernels.py's SS2D section (``--family ss2d``,
-the fused SS2D core at VMamba-T's stages, the training kernels), with the launch tiles the launchers pick, for sm_90a through the installed Triton's CUDA backend (its bundled ptxas),
-and prints per kernel the registers per thread and local-memory bytes (spills) of the cubin (``cuobjdump
--res-usage``), then counts of its SASS (``nvdisasm``; each loop body counted once): instructions, warp shuffles
-(``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size and shuffles of the innermost loop: the per-state
-loop for N > 1 (divide by the elements a thread holds: instructions per element and state), the chunk loop at N = 1
-(N is a constant there), none when the sequence is one chunk; for SS2D the chunk loop (8 steps a thread at N = 1). Integer arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known
-divisible by 16), pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older
-commit from ``git archive``) to compare. These are counts, not times: speed is measured on the device.
+the fused SS2D core at VMamba-T's stages, the training kernels), with the launch tiles the launchers pick, for
+sm_90a through the installed Triton's CUDA backend (its bundled ptxas), and prints per kernel the registers per
+thread and local-memory bytes (spills) of the cubin (``cuobjdump -res-usage``), then counts of its SASS
+(``nvdisasm``; each loop body counted once; ``--sass`` keeps the listings): instructions, warp shuffles (``SHFL``),
+barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size and shuffles of the innermost loop: the per-state loop for
+N > 1 (divide by the elements a thread holds: instructions per element and state), the chunk loop at N = 1 (N is a
+constant there), none when the sequence is one chunk; for SS2D the chunk loop (8 steps a thread at N = 1). Integer
+arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known divisible by 16),
+pointers as 16-byte aligned. ``--tree`` compiles another checkout's ``kernels/`` (e.g. an older commit from ``git
+archive``) to compare. These are counts, not times: speed is measured on the device. Run without
+``TRITON_INTERPRET=1`` (the interpreter compiles nothing).
 """
 import argparse
 import importlib
@@ -81,7 +85,8 @@ def cubin_counts(cubin, label='kernel'):
         if instruction:
             opcodes.append(instruction.group(1))
             target = re.search(r'`\((\.L_x_\d+)\)', instruction.group(2))
-            if instruction.group(1) == 'BRA' and target and labels.get(target.group(1), len(opcodes)) < len(opcodes) - 1:
+            backward = target and labels.get(target.group(1), len(opcodes)) < len(opcodes) - 1
+            if instruction.group(1) == 'BRA' and backward:
                 loops.append(opcodes[labels[target.group(1)]:])  # a backward branch closes a loop body
     inner = min((body for body in loops if len(body) > MIN_LOOP), key=len, default=[])
     return dict(regs=int(re.search(r'REG:(\d+)', usage).group(1)), local=int(re.search(r'LOCAL:(\d+)', usage).group(1)),
@@ -90,12 +95,14 @@ def cubin_counts(cubin, label='kernel'):
                 inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
 
 
-def scan_counts(tree, dtype_name, dtype, prefetch):
-    """Per bare-scan shape: the forward and backward kernels as the launchers would launch them."""
+def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None):
+    """Per bare-scan shape (``shapes``: names of tools/check_kernels_device.py's, default all): the forward and
+    backward kernels as the launchers would launch them."""
     launchers = importlib.import_module('kernels.selective_scan.launchers')
     kernels = importlib.import_module('kernels.selective_scan.triton_kernels')
     from check_kernels_device import SHAPES
-    for name, (channels, length, states, groups, with_z) in SHAPES.items():
+    for name in shapes or SHAPES:
+        channels, length, states, groups, with_z = SHAPES[name]
         tiles = launchers.default_tiles(states, length, dtype)
         chunk = launchers.chunk_length(states, length, dtype, tiles)
         ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
@@ -152,17 +159,20 @@ def main():
     parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
     parser.add_argument('--prefetch', choices=('on', 'off'), help='override the scan tiles\' prefetch setting')
     parser.add_argument('--bwd-block-l', type=int, help='the SS2D backward\'s chunk (steps), instead of the tuned one')
+    parser.add_argument('--shapes', help='comma-separated bare-scan shape names (default: all)')
     parser.add_argument('--sass', metavar='DIR', help='also write each kernel\'s SASS (nvdisasm) to DIR')
     args = parser.parse_args()
     global SASS_DIR
     SASS_DIR = args.sass
+    if SASS_DIR:
+        os.makedirs(SASS_DIR, exist_ok=True)
     sys.path.insert(0, os.path.abspath(args.tree))
     sys.path.insert(0, TOOLS)
     print(f'tree {os.path.abspath(args.tree)}, {args.family}, {args.dtype}, sm_90')
     import torch
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     if args.family == 'scan':
-        scan_counts(args.tree, args.dtype, dtype, args.prefetch)
+        scan_counts(args.tree, args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','))
     else:
         ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l)
 
