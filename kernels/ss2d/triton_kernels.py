@@ -18,7 +18,7 @@ packed in one integer argument, route k in bits 2k and 2k+1 (no device tensor: C
 import triton
 import triton.language as tl
 
-from ..common.triton_scan import exp, pick, reverse_scan_next_decay, scan_chunk, softplus, softplus_slope
+from ..common.triton_scan import LOG2_E, pick, reverse_scan_next_decay, scan_chunk, softplus, softplus_slope
 
 
 @triton.jit
@@ -97,11 +97,12 @@ def _dot_delta_pair(route_codes, k, pair, length, height, width, xdbl_route, row
 
 
 @triton.jit
-def _scan_terms(delta, u, B, A, APPROX_LOG: tl.constexpr):
-    """dt = softplus(delta) (BLOCK_L, BLOCK_D); decay = exp(dt A) and drive = dt u B (BLOCK_L, BLOCK_N, BLOCK_D).
-    APPROX_LOG: softplus's log approximated (16-bit x)."""
+def _scan_terms(delta, u, B, A_log2, APPROX_LOG: tl.constexpr):
+    """dt = softplus(delta) (BLOCK_L, BLOCK_D); decay = exp(dt A) = exp2(dt A log2(e)) from ``A_log2`` = A log2(e)
+    (BLOCK_N, BLOCK_D), and drive = dt u B (BLOCK_L, BLOCK_N, BLOCK_D). APPROX_LOG: softplus's log approximated
+    (16-bit x)."""
     dt = softplus(delta, APPROX_LOG)
-    return dt, exp(dt[:, None, :] * A[None, :, :]), (dt * u)[:, None, :] * B
+    return dt, tl.exp2(dt[:, None, :] * A_log2[None, :, :]), (dt * u)[:, None, :] * B
 
 
 @triton.jit
@@ -206,7 +207,7 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
                 u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
                                         RANK)
-                _, decay, drive = _scan_terms(delta, u, B, A, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
+                _, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
                 states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
                 if SAVE_STATES:  # the states entering the backward's later chunks inside this one
@@ -289,7 +290,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
                 u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
                                         RANK)
-                dt, decay, drive = _scan_terms(delta, u, B, A, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
+                dt, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
                 states = decay_cum * h0[None, :, :] + state_from_zero  # h_t, (BLOCK_L, BLOCK_N, BLOCK_D)
