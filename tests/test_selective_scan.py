@@ -115,9 +115,12 @@ def test_triton_launchers_match_reference(case, softplus):
 
 
 # several chunks per sequence (the state and gradient carried across chunks), with other BLOCK_D in the backward;
-# with and without the next chunk's loads issued ahead (prefetch)
+# with and without the next chunk's loads issued ahead (prefetch); a backward of 4-step chunks inside the forward's
+# 16 (the forward saves the states entering them)
 SMALL_TILES = [ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1,
                          prefetch=prefetch) for prefetch in (False, True)]
+SMALL_TILES.append(ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, bwd_tile=32, bwd_warps=1,
+                             prefetch=True, bwd_chunk=4))
 
 
 @pytest.mark.parametrize('case', [
@@ -126,7 +129,7 @@ SMALL_TILES = [ScanTiles(chunk=16, whole_sequence=16, fwd_tile=64, fwd_warps=1, 
     (2, 8, 1, 196, 4, dict(initial=True)),  # VMamba-T stage 3's L = 14 * 14, aligned to 4
     (2, 8, 16, 45, 1, dict(grouped=False, z=True, initial=True)),  # Vim's N, L not a multiple of the chunk
     (1, 8, 5, 21, 2, dict(z=True, initial=True))])  # masked states (BLOCK_N 8), groups
-@pytest.mark.parametrize('tiles', SMALL_TILES, ids=['loads_in_turn', 'prefetch'])
+@pytest.mark.parametrize('tiles', SMALL_TILES, ids=['loads_in_turn', 'prefetch', 'short_backward_chunks'])
 def test_triton_carries_across_chunks(case, tiles):
     batch, channels, states, length, groups, options = case
     return_states = options.get('return_states', False)

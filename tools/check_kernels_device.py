@@ -163,7 +163,12 @@ def candidate_tiles(num_states, length, dtype, tune):
         # GroupMamba-T's 8,192 sequences (64 channels x batch 128) fill twice the warps (15 an SM at 64 steps)
         shapes += [(128, 8, 4, 2, 1), (128, 4, 2, 4, 2)]
     # prefetching as the tuned tiles do (on for one state, off for many)
-    return [default] + [ScanTiles(c, c, c * fd, fw, c * bd, bw, default.prefetch) for c, fd, fw, bd, bw in shapes]
+    swept = [ScanTiles(c, c, c * fd, fw, c * bd, bw, default.prefetch) for c, fd, fw, bd, bw in shapes]
+    # the tuned forward with a backward of 8-step chunks (each thread's steps inside it: no shuffles in its scans and
+    # flips, 16 or 32 channels a warp: fewer dB, dC partials; the forward saves 8x the checkpoints)
+    swept += [dataclasses.replace(default, bwd_chunk=8, bwd_tile=8 * channels, bwd_warps=1) for channels in (16, 32)
+              if default.chunk > 8]
+    return [default] + swept
 
 
 def run_once(name, dtype, tiles, batch, device, with_backward=True):
@@ -229,11 +234,13 @@ def timings(device, tune, with_torch):
                     return selective_scan_bwd_triton(grad_out, None, *args, ckpt, True, False, tiles=tiles)
                 row[str(tiles)] = {'fwd_ms': do_bench(fwd, warmup=5, rep=25),
                                    'fwd_saving_ms': do_bench(fwd_saving, warmup=5, rep=25),
-                                   'bwd_ms': do_bench(bwd, warmup=5, rep=25), 'chunk': tiles.chunk}
+                                   'bwd_ms': do_bench(bwd, warmup=5, rep=25),
+                                   'chunk': f'{tiles.chunk}/{tiles.bwd_chunk or tiles.chunk}'}
             best_fwd_key = min(row, key=lambda k: row[k]['fwd_ms'])
             best_fwd = row[best_fwd_key]['fwd_ms']
             by_chunk = {}
-            for key, v in row.items():  # fwd+bwd: best forward-with-checkpoints + best backward of one chunk length
+            for key, v in row.items():  # fwd+bwd: best forward-with-checkpoints + best backward of one pair of
+                # chunk lengths (forward / backward: the checkpoints' spacing)
                 best = by_chunk.setdefault(v['chunk'], [float('inf'), float('inf')])
                 best[0], best[1] = min(best[0], v['fwd_saving_ms']), min(best[1], v['bwd_ms'])
             best_chunk = min(by_chunk, key=lambda c: sum(by_chunk[c]))

@@ -18,6 +18,7 @@ archive``) to compare. These are counts, not times: speed is measured on the dev
 ``TRITON_INTERPRET=1`` (the interpreter compiles nothing).
 """
 import argparse
+import dataclasses
 import importlib
 import os
 import re
@@ -95,25 +96,29 @@ def cubin_counts(cubin, label='kernel'):
                 inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
 
 
-def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None):
+def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd_block_d=32):
     """Per bare-scan shape (``shapes``: names of tools/check_kernels_device.py's, default all): the forward and
-    backward kernels as the launchers would launch them."""
+    backward kernels as the launchers would launch them (``bwd_chunk``: a shorter backward chunk of ``bwd_block_d``
+    channels, one warp)."""
     launchers = importlib.import_module('kernels.selective_scan.launchers')
     kernels = importlib.import_module('kernels.selective_scan.triton_kernels')
     from check_kernels_device import SHAPES
     for name in shapes or SHAPES:
         channels, length, states, groups, with_z = SHAPES[name]
         tiles = launchers.default_tiles(states, length, dtype)
+        if bwd_chunk:
+            tiles = dataclasses.replace(tiles, bwd_chunk=bwd_chunk, bwd_tile=bwd_chunk * bwd_block_d, bwd_warps=1)
         chunk = launchers.chunk_length(states, length, dtype, tiles)
-        ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
-                    num_groups=groups, num_chunks=launchers.cdiv(length, chunk))
+        state_steps = launchers.checkpoint_steps(states, length, dtype, tiles)
         flags = dict(HAS_D=True, HAS_Z=with_z, HAS_BIAS=True, HAS_INITIAL=False, SOFTPLUS=True, RETURN_STATES=False)
-        for label, fn, tile, warps, extra in (
-                ('fwd', kernels.selective_scan_fwd_kernel, tiles.fwd_tile, tiles.fwd_warps,
-                 dict(SAVE_CHECKPOINTS=True)),
-                ('bwd', kernels.selective_scan_bwd_kernel, tiles.bwd_tile, tiles.bwd_warps,
+        for label, fn, steps, tile, warps, extra in (
+                ('fwd', kernels.selective_scan_fwd_kernel, chunk, tiles.fwd_tile, tiles.fwd_warps,
+                 dict(SAVE_CHECKPOINTS=True, STATE_STEPS=state_steps)),
+                ('bwd', kernels.selective_scan_bwd_kernel, state_steps, tiles.bwd_tile, tiles.bwd_warps,
                  dict(HAS_GRAD_LAST=False))):
-            block_d, block_n, block_t = launchers.block_sizes(channels // groups, states, chunk, tile)
+            ints = dict(channels=channels, length=length, num_states=states, channels_per_group=channels // groups,
+                        num_groups=groups, num_chunks=launchers.cdiv(length, steps))
+            block_d, block_n, block_t = launchers.block_sizes(channels // groups, states, steps, tile)
             constants = dict(flags, **extra, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t)
             if 'ALIGN' in fn.arg_names:
                 constants['ALIGN'] = launchers.row_alignment(length)
@@ -158,7 +163,7 @@ def main():
     parser.add_argument('--tree', default=os.path.dirname(TOOLS), help='checkout whose kernels/ is compiled')
     parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
     parser.add_argument('--prefetch', choices=('on', 'off'), help='override the scan tiles\' prefetch setting')
-    parser.add_argument('--bwd-block-l', type=int, help='the SS2D backward\'s chunk (steps), instead of the tuned one')
+    parser.add_argument('--bwd-block-l', type=int, help='the backward\'s chunk (steps), instead of the tuned one')
     parser.add_argument('--shapes', help='comma-separated bare-scan shape names (default: all)')
     parser.add_argument('--sass', metavar='DIR', help='also write each kernel\'s SASS (nvdisasm) to DIR')
     args = parser.parse_args()
@@ -172,7 +177,8 @@ def main():
     import torch
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     if args.family == 'scan':
-        scan_counts(args.tree, args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','))
+        scan_counts(args.tree, args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','),
+                    args.bwd_block_l or 0)
     else:
         ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l)
 

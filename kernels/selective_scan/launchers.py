@@ -10,10 +10,11 @@ SCAN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 @dataclass(frozen=True)
 class ScanTiles:
-    """Launch shape: steps per chunk (BLOCK_T; one state checkpoint per chunk), the longest (power-of-two padded)
-    sequence scanned as one chunk, then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile
-    and the warps per program; ``prefetch``: both kernels issue the next chunk's loads before scanning the current
-    one (twice the loads in flight, more registers)."""
+    """Launch shape: steps per chunk (BLOCK_T), the longest (power-of-two padded) sequence scanned as one chunk,
+    then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile and the warps per program;
+    ``prefetch``: both kernels issue the next chunk's loads before scanning the current one (twice the loads in
+    flight, more registers); ``bwd_chunk``: the backward's steps per chunk when shorter than the forward's (a power
+    of two; 0: the forward's). The forward saves the state entering every backward chunk."""
     chunk: int
     whole_sequence: int
     fwd_tile: int
@@ -21,6 +22,7 @@ class ScanTiles:
     bwd_tile: int
     bwd_warps: int
     prefetch: bool = False
+    bwd_chunk: int = 0
 
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
@@ -87,11 +89,19 @@ def _largest_power_of_two_dividing(n, cap):
 
 
 def chunk_length(num_states, length, dtype, tiles=None):
-    """Steps per chunk (BLOCK_T) for inputs of ``dtype``: the forward saves one state checkpoint per chunk of this
-    length."""
+    """The forward's steps per chunk (BLOCK_T) for inputs of ``dtype`` (and the backward's unless
+    ``tiles.bwd_chunk`` is shorter)."""
     tiles = tiles or default_tiles(num_states, length, dtype)
     padded = next_power_of_2(length)
     return padded if padded <= tiles.whole_sequence else min(padded, tiles.chunk)
+
+
+def checkpoint_steps(num_states, length, dtype, tiles=None):
+    """Steps between the state checkpoints the forward saves: the backward's chunk (BLOCK_T), dividing the
+    forward's."""
+    tiles = tiles or default_tiles(num_states, length, dtype)
+    chunk = chunk_length(num_states, length, dtype, tiles)
+    return min(tiles.bwd_chunk, chunk) if tiles.bwd_chunk else chunk
 
 
 def block_sizes(channels_per_group, num_states, chunk, tile):
@@ -113,7 +123,8 @@ def _check_triton_device(u):
 
 def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state, delta_softplus, return_states,
                               out_dtype, save_checkpoints, empty=torch.empty, tiles=None):
-    """Forward launcher: returns (out, last_state, checkpoints (batch, chunks, D, N) fp32 or an empty tensor).
+    """Forward launcher: returns (out, last_state, checkpoints (batch, chunks, D, N) fp32 or an empty tensor): the
+    state entering each chunk of the backward (:func:`checkpoint_steps`).
 
     ``empty`` allocates every output (tests pass a NaN-filling allocator so unwritten elements show); ``tiles`` (a
     :class:`ScanTiles`) overrides the tuned launch shape.
@@ -123,13 +134,14 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
     _check_triton_device(u)
     tiles = tiles or default_tiles(num_states, length, u.dtype)
     block_t = chunk_length(num_states, length, u.dtype, tiles)
+    state_steps = checkpoint_steps(num_states, length, u.dtype, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.fwd_tile)
     num_chunks = cdiv(length, block_t)
     device = u.device
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     out = empty(out_shape, dtype=out_dtype, device=device)
     last_state = empty((batch, channels, num_states), dtype=out_dtype, device=device)
-    checkpoint_shape = (batch, num_chunks, channels, num_states) if save_checkpoints else (0,)
+    checkpoint_shape = (batch, cdiv(length, state_steps), channels, num_states) if save_checkpoints else (0,)
     checkpoints = empty(checkpoint_shape, dtype=torch.float32, device=device)
     contiguous = [None if t is None else t.contiguous() for t in (u, delta, A, B, C, D, z, delta_bias, initial_state)]
     from .triton_kernels import selective_scan_fwd_kernel
@@ -139,7 +151,7 @@ def selective_scan_fwd_triton(u, delta, A, B, C, D, z, delta_bias, initial_state
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, SOFTPLUS=delta_softplus, RETURN_STATES=return_states,
         SAVE_CHECKPOINTS=save_checkpoints, PREFETCH=tiles.prefetch, BLOCK_D=block_d, BLOCK_N=block_n,
-        BLOCK_T=block_t, ALIGN=row_alignment(length), num_warps=tiles.fwd_warps)
+        BLOCK_T=block_t, STATE_STEPS=state_steps, ALIGN=row_alignment(length), num_warps=tiles.fwd_warps)
     return out, last_state, checkpoints
 
 
@@ -153,7 +165,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         u, delta, A, B, C, D, z, delta_bias, initial_state, return_states)
     _check_triton_device(u)
     tiles = tiles or default_tiles(num_states, length, u.dtype)
-    block_t = chunk_length(num_states, length, u.dtype, tiles)
+    block_t = checkpoint_steps(num_states, length, u.dtype, tiles)
     block_d, block_n, _ = block_sizes(channels // groups, num_states, block_t, tiles.bwd_tile)
     num_chunks = cdiv(length, block_t)
     check_shape('checkpoints', checkpoints, (batch, num_chunks, channels, num_states))

@@ -15,7 +15,7 @@ from torch.utils.flop_counter import register_flop_formula
 
 from ..common.launch import cdiv, traced
 from .chunked import selective_scan_chunked_bwd, selective_scan_chunked_fwd
-from .launchers import check_selective_scan_args, chunk_length, selective_scan_bwd_triton, selective_scan_fwd_triton
+from .launchers import check_selective_scan_args, checkpoint_steps, selective_scan_bwd_triton, selective_scan_fwd_triton
 from .naive import selective_scan_ref
 
 NUM_GRADS = 9  # u, delta, A, B, C, D, z, delta_bias, initial_state
@@ -49,7 +49,7 @@ def _selective_scan_fwd_fake(u, delta, A, B, C, D, z, delta_bias, initial_state,
     out_shape = (batch, channels, num_states, length) if return_states else (batch, channels, length)
     checkpoint_shape = (0, )
     if save_checkpoints and _uses_triton(u):
-        checkpoint_shape = (batch, cdiv(length, chunk_length(num_states, length, u.dtype)), channels, num_states)
+        checkpoint_shape = (batch, cdiv(length, checkpoint_steps(num_states, length, u.dtype)), channels, num_states)
     return (u.new_empty(out_shape, dtype=out_dtype), u.new_empty((batch, channels, num_states), dtype=out_dtype),
             u.new_empty(checkpoint_shape, dtype=torch.float32))
 

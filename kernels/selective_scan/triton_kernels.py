@@ -4,8 +4,9 @@ One program per (block of BLOCK_D channels inside one group, batch element) walk
 Per chunk it reads the coalesced (BLOCK_D, BLOCK_T) tiles of u, delta (, z, grad) once, computes dt once, then
 loops over the N states: each state is a 2D (BLOCK_D, BLOCK_T) tile of (decay, drive) pairs scanned along T with
 ``tl.associative_scan``; the state entering the chunk is folded into the first drive. States carried between
-chunks live in (BLOCK_D, BLOCK_N) registers. The forward saves the state entering every chunk (``checkpoints``,
-(batch, chunks, D, N)); the backward walks the chunks in reverse, recomputes each state's forward scan from its
+chunks live in (BLOCK_D, BLOCK_N) registers. The forward saves the state entering every chunk of the backward
+(``checkpoints``, (batch, chunks, D, N); the backward's chunks may be shorter than the forward's: fewer steps
+spread over lanes in its scans); the backward walks its chunks in reverse, recomputes each state's forward scan from its
 checkpoint and runs the reverse scan of the state gradients with ``combine_next_decay`` (the shifted decay a_{t+1}
 without a gather or a second exp; a gather goes through shared memory: up to 1.6x slower on an H100, and it rules
 out barrier-free single-warp programs).
@@ -34,10 +35,25 @@ def _dt(delta, bias, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
 
 @triton.jit
 def _checkpoint_tile(checkpoint_ptr, pid_b, chunk, num_chunks, channels, num_states, chan, state):
-    """Pointers (BLOCK_D, BLOCK_N) to the state entering ``chunk`` in checkpoints (batch, chunks, D, N): one
-    contiguous run of the block's D*N values per chunk (coalesced; a (batch, D, N, chunks) layout strided them)."""
+    """Pointers (BLOCK_D, BLOCK_N) to the state entering ``chunk`` (of the backward's chunks) in checkpoints (batch,
+    chunks, D, N): one contiguous run of the block's D*N values per chunk (coalesced; a (batch, D, N, chunks) layout
+    strided them)."""
     chunk_start = (pid_b * num_chunks + chunk) * channels * num_states  # int64: pid_b is
     return checkpoint_ptr + chunk_start + chan[:, None] * num_states + state[None, :]
+
+
+@triton.jit
+def _save_inner_checkpoints(checkpoint_ptr, states, pid_b, chunk, num_saved, channels, num_states, chan, n,
+                            BLOCK_T: tl.constexpr, STATE_STEPS: tl.constexpr):
+    """State n's (BLOCK_D, BLOCK_T) chunk of states: the ones entering the backward's later chunks inside this chunk
+    (every STATE_STEPS steps) go to their checkpoints."""
+    SAVES: tl.constexpr = BLOCK_T // STATE_STEPS
+    ends = pick(tl.reshape(states, (states.shape[0], SAVES, STATE_STEPS)), tl.arange(0, STATE_STEPS)[None, None, :],
+                STATE_STEPS - 1, 2)  # (BLOCK_D, SAVES): the state after each backward chunk
+    saved = chunk * SAVES + 1 + tl.arange(0, SAVES)  # (SAVES,) the checkpoints they enter (the last: the next
+    inside = saved < tl.minimum(num_saved, (chunk + 1) * SAVES)  # chunk's first, which it stores itself)
+    rows = (pid_b * num_saved + saved)[None, :] * channels + chan[:, None]  # (BLOCK_D, SAVES); int64: pid_b is
+    tl.store(checkpoint_ptr + rows * num_states + n, ends, mask=inside[None, :])
 
 
 @triton.jit
@@ -121,13 +137,17 @@ def selective_scan_fwd_kernel(
         channels, length, num_states, channels_per_group, num_groups, num_chunks,
         HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_INITIAL: tl.constexpr,
         SOFTPLUS: tl.constexpr, RETURN_STATES: tl.constexpr, SAVE_CHECKPOINTS: tl.constexpr, PREFETCH: tl.constexpr,
-        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, ALIGN: tl.constexpr):
+        BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, STATE_STEPS: tl.constexpr,
+        ALIGN: tl.constexpr):
+    """SAVE_CHECKPOINTS: the state entering every STATE_STEPS steps (the backward's chunk, dividing BLOCK_T)."""
     pid_b = tl.program_id(1).to(tl.int64)
     chan, state, step, state_mask, rows, bc_start, state_index, bias, skip = _program_setup(
         bias_ptr, D_ptr, channels, length, num_states, channels_per_group, num_groups, HAS_BIAS, HAS_D, BLOCK_D,
         BLOCK_N, BLOCK_T, ALIGN)
     ONE_STATE: tl.constexpr = BLOCK_N == 1  # B and C rows load with the tiles (and are prefetched with them)
     HAS_C: tl.constexpr = not RETURN_STATES
+    SAVES: tl.constexpr = BLOCK_T // STATE_STEPS  # checkpoints a chunk
+    num_saved = tl.cdiv(length, STATE_STEPS)
     if HAS_INITIAL:
         h = tl.load(initial_ptr + state_index, mask=state_mask, other=0.0).to(tl.float32)
     else:
@@ -141,8 +161,8 @@ def selective_scan_fwd_kernel(
         step_mask = _step_mask(steps, length, ALIGN)
         tile = rows[:, None] + steps[None, :]  # (BLOCK_D, BLOCK_T) offsets
         if SAVE_CHECKPOINTS:
-            tl.store(_checkpoint_tile(checkpoint_ptr, pid_b, chunk, num_chunks, channels, num_states, chan, state), h,
-                     mask=state_mask)
+            tl.store(_checkpoint_tile(checkpoint_ptr, pid_b, chunk * SAVES, num_saved, channels, num_states, chan,
+                                      state), h, mask=state_mask)
         if PREFETCH:  # this chunk's tiles were loaded during the previous one; start the next one's (the last again)
             u_raw, delta_raw, z_raw, B_row, C_row = u_next, delta_next, z_next, B_next, C_next
             u_next, delta_next, z_next, no_grad, B_next, C_next = _chunk_tiles(
@@ -162,6 +182,9 @@ def selective_scan_fwd_kernel(
             if not ONE_STATE:
                 Bn = tl.load(B_ptr + bc_start + n * length + steps, mask=step_mask, other=0.0).to(tl.float32)
             _, _, states = _state_scan(dt, dt_u, a2, Bn, pick(h, state[None, :], n, 1), step, step_mask)
+            if SAVE_CHECKPOINTS and SAVES > 1:
+                _save_inner_checkpoints(checkpoint_ptr, states, pid_b, chunk, num_saved, channels, num_states, chan, n,
+                                        BLOCK_T, STATE_STEPS)
             if RETURN_STATES:
                 state_rows = tl.multiple_of(((pid_b * channels + chan) * num_states + n) * length, ALIGN)  # (BLOCK_D,)
                 tl.store(out_ptr + state_rows[:, None] + steps[None, :], states.to(out_ptr.dtype.element_ty),
