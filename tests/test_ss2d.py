@@ -109,6 +109,25 @@ def test_launcher_refuses_maps_beyond_int32_offsets():
         ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
 
 
+def check_poisoned_launchers(num_states, rank, channels, **launch):
+    """The fp32 launchers, forward then backward, in 16-step chunks on a 5x7 map with every output allocated
+    NaN-filled, against the float64 reference; returns the forward's (states, deltas). ``launch``: overrides of
+    both (``save_delta`` of the forward only)."""
+    routes = ROUTES_BY_K[4]
+    inputs = make_inputs(4, num_states, rank=rank, channels=channels)
+    grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
+    y_ref, grads_ref = reference(inputs, routes, grad_y)
+    codes = route_codes(routes)
+    fp32 = [t.float() for t in inputs]
+    y, x_dbl, states, deltas = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
+                                               **launch)
+    backward_launch = {key: value for key, value in launch.items() if key != 'save_delta'}
+    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, deltas, *fp32[1:], codes, empty=poisoned_empty,
+                            block_l=16, **backward_launch)
+    check_all(y, grads, y_ref, grads_ref, torch.float32)
+    return states, deltas
+
+
 @pytest.mark.parametrize('save_delta', [True, False])
 @pytest.mark.parametrize('num_states, parts, rank, channels', [(1, 1, 3, 6), (1, 2, 3, 6), (4, 4, 3, 6),
                                                              (1, 2, 20, 20), (1, 4, 8, 20)])
@@ -118,38 +137,19 @@ def test_launchers_write_every_output(num_states, parts, rank, channels, save_de
     delta over pairs of 16-step chunks: 35 steps make 3 chunks, the second pair's second chunk past the end. The
     backward reads the forward's delta (``save_delta``) or forms it again. R = 8: no padding of the dt weight for
     the backward's matmul."""
-    routes = ROUTES_BY_K[4]
-    inputs = make_inputs(4, num_states, rank=rank, channels=channels)
-    grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
-    y_ref, grads_ref = reference(inputs, routes, grad_y)
-    codes = route_codes(routes)
-    fp32 = [t.float() for t in inputs]
-    y, x_dbl, states, deltas = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
-                                               parts=parts, save_delta=save_delta)
+    _, deltas = check_poisoned_launchers(num_states, rank, channels, parts=parts, save_delta=save_delta)
     assert deltas.shape == ((2, 35, 4, channels) if save_delta else (0,))
-    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, deltas, *fp32[1:], codes, empty=poisoned_empty,
-                            block_l=16, parts=parts)
-    check_all(y, grads, y_ref, grads_ref, torch.float32)
 
 
 @pytest.mark.parametrize('num_states, rank, channels, bwd_block_l', [(1, 20, 20, 4), (4, 3, 6, 8)])
 def test_backward_chunks_shorter_than_the_forward(num_states, rank, channels, bwd_block_l):
     """A forward of 16-step chunks saves the state entering every ``bwd_block_l`` steps (NaN-poisoned: each must be
     written, the last chunk's past the end not) for a backward of shorter chunks; one that does not divide fails."""
-    routes = ROUTES_BY_K[4]
-    inputs = make_inputs(4, num_states, rank=rank, channels=channels)
-    grad_y = torch.randn(2, channels, 5, 7, dtype=torch.float64)
-    y_ref, grads_ref = reference(inputs, routes, grad_y)
-    codes = route_codes(routes)
-    fp32 = [t.float() for t in inputs]
-    y, x_dbl, states, deltas = ss2d_fwd_triton(*fp32, codes, torch.float32, True, empty=poisoned_empty, block_l=16,
-                                               parts=2, bwd_block_l=bwd_block_l)
+    states, _ = check_poisoned_launchers(num_states, rank, channels, parts=2, bwd_block_l=bwd_block_l)
     assert states.shape == (2, 4, -(-35 // bwd_block_l), num_states, channels)
-    grads = ss2d_bwd_triton(grad_y.float(), fp32[0], x_dbl, states, deltas, *fp32[1:], codes, empty=poisoned_empty,
-                            block_l=16, parts=2, bwd_block_l=bwd_block_l)
-    check_all(y, grads, y_ref, grads_ref, torch.float32)
+    fp32 = [t.float() for t in make_inputs(4, num_states, rank=rank, channels=channels)]
     with pytest.raises(ValueError, match='must divide'):
-        ss2d_fwd_triton(*fp32, codes, torch.float32, True, block_l=8, bwd_block_l=16)
+        ss2d_fwd_triton(*fp32, route_codes(ROUTES_BY_K[4]), torch.float32, True, block_l=8, bwd_block_l=16)
 
 
 def test_route_parts_follow_the_device_and_refuse_non_divisors():
