@@ -101,11 +101,14 @@ def test_fused_with_dot_rank_matches_reference(dtype, rank):
     check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, dtype)
 
 
-def test_launcher_refuses_maps_beyond_int32_offsets():
-    """Offsets inside one image are int32: a map that would overflow them gets a clear error, not wrong results."""
-    x = torch.empty(1, 160, 2048, 2048, device='meta')  # H*W*K*D = 2**22 * 4 * 160 > 2**31
-    params = [torch.empty(s, device='meta') for s in ((4, 12, 160), (4, 160, 10), (4, 160), (640, 1), (640,))]
-    with pytest.raises(ValueError, match='2\\*\\*31'):
+@pytest.mark.parametrize('channels, height, width, limit', [(160, 2048, 2048, '2\\*\\*31'), (2, 1, 2 ** 15, '2\\*\\*15')])
+def test_launcher_refuses_maps_beyond_its_index_arithmetic(channels, height, width, limit):
+    """Offsets inside one image are int32 (H*W*K*D = 2**22 * 4 * 160 > 2**31 overflows them) and a route's line
+    wraps are counted in fp32 (sides below 2**15): a larger map gets a clear error, not wrong results."""
+    x = torch.empty(1, channels, height, width, device='meta')
+    params = [torch.empty(s, device='meta') for s in ((4, 12, channels), (4, channels, 10), (4, channels),
+                                                      (4 * channels, 1), (4 * channels,))]
+    with pytest.raises(ValueError, match=limit):
         ss2d_fwd_triton(x, *params, [0, 1, 2, 3], torch.float32, False)
 
 

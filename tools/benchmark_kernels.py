@@ -321,17 +321,20 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': True}, {'dot_min_rank': 16}, {'bwd_block_l': 4}),
-                 'fp32': ({}, {'save_delta': False}, {'dot_min_rank': 1}, {'fp32_dot': 'ieee'}, {'bwd_block_l': 4})}
+SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': True}, {'dot_min_rank': 16}, {'max_registers': 128},
+                          {'bwd_block_l': 4}, {'bwd_block_l': 4, 'max_registers': 80}),
+                 'fp32': ({}, {'save_delta': False}, {'dot_min_rank': 1}, {'fp32_dot': 'ieee'}, {'max_registers': 128},
+                          {'bwd_block_l': 4})}
+FORWARD_ONLY, BACKWARD_ONLY = ('save_delta', 'dot_min_rank'), ('max_registers',)  # overrides of one launcher
 
 
 def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
     """The fused SS2D launchers (every VMamba-T stage; CUDA-graph replays) with the tuned launch and with overrides
     of it: delta saved by the training forward or formed again in the backward, the forward's delta from tl.dot
-    from R = 16 on (bf16) or at every R (fp32), fp32 dots in 'ieee' precision, 4-step backward chunks (half the
-    registers of 8: more programs resident) (also ``parts``: 1, 2 or 4 route parts, programs scanning 4, 2 or 1
-    routes in turn). Times the inference forward, the training forward (saving
-    chunk states) and the backward."""
+    from R = 16 on (bf16) or at every R (fp32), fp32 dots in 'ieee' precision, the backward's registers capped
+    lower (more programs resident, ptxas's schedule with fewer values in flight), 4-step backward chunks (half the
+    registers of 8) (also ``parts``: 1, 2 or 4 route parts, programs scanning 4, 2 or 1 routes in turn). Times the
+    inference forward, the training forward (saving chunk states) and the backward."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
@@ -339,11 +342,11 @@ def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
         x, *params = ss2d_inputs(batch, channels, size, rank, DTYPES[name], device)
         grad = torch.randn_like(x)
         for overrides in variants[name]:
-            _, x_dbl, states, deltas = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)
-            fwd = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **overrides)))
-            train = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, True, **overrides)))
-            backward_overrides = {key: value for key, value in overrides.items() if key not in ('save_delta',
-                                                                                                 'dot_min_rank')}
+            forward_overrides = {key: value for key, value in overrides.items() if key not in BACKWARD_ONLY}
+            backward_overrides = {key: value for key, value in overrides.items() if key not in FORWARD_ONLY}
+            _, x_dbl, states, deltas = ss2d_fwd_triton(x, *params, codes, x.dtype, True, **forward_overrides)
+            fwd = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, False, **forward_overrides)))
+            train = median_ms(graphed(lambda: ss2d_fwd_triton(x, *params, codes, x.dtype, True, **forward_overrides)))
             bwd = median_ms(graphed(lambda: ss2d_bwd_triton(grad, x, x_dbl, states, deltas, *params, codes,
                                                             **backward_overrides)))
             rows.append(dict(shape=shape_name, dtype=name, fwd_ms=fwd, train_fwd_ms=train, bwd_ms=bwd, **overrides))

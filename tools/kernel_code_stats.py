@@ -1,15 +1,17 @@
 """Static counts of the code Triton generates for the scan kernels, on a machine without a GPU.
 
     python tools/kernel_code_stats.py [--family scan|ss2d] [--tree DIR] [--dtype bf16] [--prefetch on|off]
-        [--shapes NAMES] [--bwd-block-l STEPS] [--sass DIR]
+        [--shapes NAMES] [--bwd-block-l STEPS] [--max-registers N] [--sass DIR]
 
 Compiles the forward (saving chunk states) and the backward at each model shape of tools/check_kernels_device.py
 (``--family scan``, the bare selective scan) or of tools/benchmark_kernels.py's SS2D section (``--family ss2d``,
 the fused SS2D core at VMamba-T's stages, the training kernels), with the launch tiles the launchers pick, for
 sm_90a through the installed Triton's CUDA backend (its bundled ptxas), and prints per kernel the registers per
-thread and local-memory bytes (spills) of the cubin (``cuobjdump -res-usage``), then counts of its SASS
-(``nvdisasm``; each loop body counted once; ``--sass`` keeps the listings): instructions, warp shuffles (``SHFL``),
-barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size and shuffles of the innermost loop: the per-state loop for
+thread of the cubin (``cuobjdump -res-usage``; the SS2D backward under the launchers' cap, ``--max-registers``
+overrides it), then counts of its SASS (``nvdisasm``; each loop body counted once; ``--sass`` keeps the listings):
+instructions, local-memory loads and stores (``LDL``/``STL``: register spills; cuobjdump's LOCAL stays 0 for them),
+warp shuffles (``SHFL``), barriers (``BAR``) and exp2 (``MUFU.EX2``), and the size, spills and shuffles of the
+innermost loop: the per-state loop for
 N > 1 (divide by the elements a thread holds: instructions per element and state), the chunk loop at N = 1 (N is a
 constant there), none when the sequence is one chunk; for SS2D the chunk loop (8 steps a thread at N = 1). Integer
 arguments are specialised as Triton does at a real launch (== 1: a constant; % 16 == 0: known divisible by 16),
@@ -37,7 +39,7 @@ SS2D_ROUTES = 4
 SASS_DIR = None  # --sass: where each kernel's disassembly goes
 
 
-def code_counts(fn, constants, int_args, warps, dtype, label='kernel'):
+def code_counts(fn, constants, int_args, warps, dtype, label='kernel', maxnreg=None):
     """Compile ``fn`` for sm_90: constexprs, runtime ints (specialised like a launch), 16-byte aligned pointers."""
     import triton
     from triton.backends.compiler import GPUTarget
@@ -58,7 +60,7 @@ def code_counts(fn, constants, int_args, warps, dtype, label='kernel'):
             if int_args[name] % 16 == 0:
                 attrs[(index,)] = [['tt.divisibility', 16]]
     kernel = triton.compile(ASTSource(fn, signature, constants, attrs), target=GPUTarget('cuda', 90, 32),
-                            options=dict(num_warps=warps))
+                            options=dict(num_warps=warps, maxnreg=maxnreg))
     return cubin_counts(kernel.asm['cubin'], label)
 
 
@@ -90,7 +92,8 @@ def cubin_counts(cubin, label='kernel'):
             if instruction.group(1) == 'BRA' and backward:
                 loops.append(opcodes[labels[target.group(1)]:])  # a backward branch closes a loop body
     inner = min((body for body in loops if len(body) > MIN_LOOP), key=len, default=[])
-    return dict(regs=int(re.search(r'REG:(\d+)', usage).group(1)), local=int(re.search(r'LOCAL:(\d+)', usage).group(1)),
+    spills = [sum(op.startswith(('LDL', 'STL')) for op in ops) for ops in (opcodes, inner)]
+    return dict(regs=int(re.search(r'REG:(\d+)', usage).group(1)), spills=spills[0], inner_spills=spills[1],
                 sass=len(opcodes), shfl=sum(op.startswith('SHFL') for op in opcodes),
                 bar=sum(op.startswith('BAR') for op in opcodes), ex2=sum(op == 'MUFU.EX2' for op in opcodes),
                 inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
@@ -130,13 +133,15 @@ def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
 
 
-def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None):
+def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, shapes=None):
     """Per VMamba-T stage: the training forward (saving chunk states, and delta as the launcher decides) and the
-    backward of the fused SS2D core, N = 1, K = 4; ``bwd_block_l`` overrides the backward's chunk."""
+    backward of the fused SS2D core, N = 1, K = 4; ``bwd_block_l`` overrides the backward's chunk,
+    ``max_registers`` its register cap (default: the launcher's); ``shapes``: stage names (default all)."""
     launchers = importlib.import_module('kernels.ss2d.launchers')
     kernels = importlib.import_module('kernels.ss2d.triton_kernels')
     from benchmark_kernels import SS2D_SHAPES
-    for name, (channels, size, rank) in SS2D_SHAPES.items():
+    for name in shapes or SS2D_SHAPES:
+        channels, size, rank = SS2D_SHAPES[name]
         block_d, block_n, block_l, warps = launchers.block_sizes(channels, 1)
         bwd_chunk = launchers.backward_chunk(channels, 1, bwd_block_l=bwd_block_l)
         saved = launchers.saves_delta(rank)
@@ -144,16 +149,17 @@ def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None):
         bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, bwd_chunk, launchers.BWD_DOT_MIN_RANK)
         common = dict(RANK=rank, RANK_UNROLL=launchers.RANK_UNROLL, FP32_DOT=launchers.FP32_DOT, BLOCK_D=block_d,
                       BLOCK_N=block_n)
-        for label, fn, chunk, extra in (
-                ('fwd', kernels.ss2d_fwd_kernel, block_l, dict(RANK_DOT=fwd_dot, SAVE_STATES=True, SAVE_DELTA=saved,
-                                                              STATE_STEPS=bwd_chunk)),
-                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
+        bwd_cap = max_registers or getattr(launchers, 'backward_registers', lambda *tile: None)(bwd_chunk, block_n)
+        for label, fn, chunk, cap, extra in (
+                ('fwd', kernels.ss2d_fwd_kernel, block_l, None, dict(RANK_DOT=fwd_dot, SAVE_STATES=True,
+                                                                    SAVE_DELTA=saved, STATE_STEPS=bwd_chunk)),
+                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, bwd_cap, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
             ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
                         num_states=1, num_chunks=launchers.cdiv(size * size, chunk))
             counts = code_counts(fn, dict(common, BLOCK_L=chunk, **extra), ints, warps, dtype_name,
-                                 f'ss2d_{name.split()[-1]}_{label}')
+                                 f'ss2d_{name.split()[-1]}_{label}', cap)
             print(f'{name:16s} D={channels:<4d} L={size * size:<5d} R={rank:<3d} {label} BLOCK_D={block_d} '
-                  f'BLOCK_L={chunk} warps={warps} RANK_DOT={extra["RANK_DOT"]} delta saved={saved}: '
+                  f'BLOCK_L={chunk} warps={warps} RANK_DOT={extra["RANK_DOT"]} delta saved={saved} cap={cap}: '
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
 
 
@@ -164,7 +170,9 @@ def main():
     parser.add_argument('--dtype', default='bf16', choices=('bf16', 'fp16', 'fp32'))
     parser.add_argument('--prefetch', choices=('on', 'off'), help='override the scan tiles\' prefetch setting')
     parser.add_argument('--bwd-block-l', type=int, help='the backward\'s chunk (steps), instead of the tuned one')
-    parser.add_argument('--shapes', help='comma-separated bare-scan shape names (default: all)')
+    parser.add_argument('--max-registers', type=int, help='the SS2D backward\'s register cap, instead of the tuned one')
+    parser.add_argument('--shapes', help='comma-separated shape names (default: all): tools/check_kernels_device.py\'s'
+                        ' (bare scan), tools/benchmark_kernels.py\'s SS2D_SHAPES (SS2D)')
     parser.add_argument('--sass', metavar='DIR', help='also write each kernel\'s SASS (nvdisasm) to DIR')
     args = parser.parse_args()
     global SASS_DIR
@@ -180,7 +188,8 @@ def main():
         scan_counts(args.tree, args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','),
                     args.bwd_block_l or 0)
     else:
-        ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l)
+        ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l, args.max_registers,
+                    args.shapes and args.shapes.split(','))
 
 
 if __name__ == '__main__':

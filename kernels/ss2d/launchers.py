@@ -17,6 +17,10 @@ FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32'
 # the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
 # instead of 245 registers at stage 4); VMamba-T stage 1 (R = 6) trains faster forming it again, R >= 12 faster saved
 SAVE_DELTA_MIN_RANK = 8
+# a cap on the backward's registers a thread (ptxas's .maxnreg), by the values of a chunk each lane holds (steps x
+# states): unconstrained, ptxas took up to 225 at 8 steps x 1 state (9 single-warp programs an SM), where 168 (session
+# 10's timed kernels: 12 programs an SM) and 128 (16) build without spills (tools/kernel_code_stats.py); 4 steps: 96
+BWD_MAX_REGISTERS = {8: 168, 4: 96}
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -65,6 +69,11 @@ def backward_chunk(channels, num_states, block_l=None, bwd_block_l=None):
     ``block_l``, else the forward's tuned chunk. Shorter backward chunks hold fewer values a thread (at VMamba's
     stage 3: 96 registers at 4 steps, 168 at 8), the forward keeps its chunk (and its tl.dot delta)."""
     return bwd_block_l or block_sizes(channels, num_states, block_l)[2]
+
+
+def backward_registers(block_l, block_n):
+    """The backward kernel's register cap (``BWD_MAX_REGISTERS``; None: ptxas's choice) for its chunk tile."""
+    return BWD_MAX_REGISTERS.get(block_l * block_n)
 
 
 def dot_rank(rank, num_states, channels, block_l=None, min_rank=BWD_DOT_MIN_RANK):
@@ -134,8 +143,11 @@ def _dims(x, dt_projs_weight, A_logs):
 
 
 def _check_triton_call(x, num_routes, rows):
-    """The kernels run on CUDA (or the interpreter) and index within one image in int32."""
+    """The kernels run on CUDA (or the interpreter), index within one image in int32 and count a route's line wraps
+    in fp32 (``triton_kernels._route_pixels``)."""
     batch, channels, height, width = x.shape
+    if max(height, width) >= 2 ** 15:
+        raise ValueError(f'the fused SS2D kernels take maps of sides below 2**15 pixels, got H={height}, W={width}')
     if height * width * num_routes * max(channels, rows) >= 2 ** 31:
         raise ValueError(f'the fused SS2D kernels index one image of H*W*K*max(D, R+2N) < 2**31 elements, got '
                          f'H={height}, W={width}, K={num_routes}, D={channels}, R+2N={rows}')
@@ -191,13 +203,14 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
 
 def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds,
                     codes, empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=BWD_DOT_MIN_RANK, fp32_dot=FP32_DOT, bwd_block_l=None):
+                    dot_min_rank=BWD_DOT_MIN_RANK, fp32_dot=FP32_DOT, bwd_block_l=None, max_registers=None):
     """Backward launcher: gradients of (x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds); grad x in
     channels-last memory.
 
     ``x_dbl``, ``states`` and ``deltas`` come from :func:`ss2d_fwd_triton` with ``save_states=True`` and the same
     launch overrides (its chunk: :func:`backward_chunk`); with an empty ``deltas`` the backward forms delta again
     (the rank loop, or tl.dot from ``dot_min_rank`` on: the forward's sums up to their fp32 order).
+    ``max_registers`` overrides :func:`backward_registers`.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -227,7 +240,8 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
         part_params, channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
         FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
         RANK_DOT=0 if saved_delta else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
-        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps)
+        BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps,
+        maxnreg=max_registers or backward_registers(block_l, block_n))
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
     # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned
     # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a

@@ -25,18 +25,24 @@ from ..common.triton_scan import LOG2_E, pick, reverse_scan_next_decay, scan_chu
 def _route_pixels(route_codes, k, chunk, length, height, width, BLOCK_L: tl.constexpr):
     """Row-major pixel indices (BLOCK_L,) of route k's steps chunk*BLOCK_L + j (reversed routes read from the end).
 
-    One integer division per chunk: a column-major step's row and column follow from the chunk's first position by
-    counting the column wraps in fp32 (exact for |row offsets| far below 2**20).
+    A route reads lines (rows of W pixels 1 apart for row-major routes, columns of H pixels W apart for
+    column-major ones), the lines W or 1 apart: one integer division per chunk places its first step in its line,
+    and each step's wraps into the next lines are counted in fp32 (floor((offset + 1/2) / line): checked exact for
+    every line below 2**15 pixels and offsets up to 64 past its ends; the launchers refuse longer lines). The same
+    few operations for every route, no second formula to select from.
     """
     code = (route_codes >> (2 * k)) & 3
+    column_major = (code & 1) != 0
+    line = tl.where(column_major, height, width)  # pixels per line
+    along = tl.where(column_major, width, 1)  # memory stride of a step along a line
+    across = tl.where(column_major, 1, width)  # ... and of a line
     sign = 1 - (code & 2)  # +1 forward, -1 reversed
     first = chunk * BLOCK_L
     base = tl.where((code & 2) != 0, length - 1 - first, first)  # position of the chunk's first step
-    position = base + sign * tl.arange(0, BLOCK_L)
-    rows = (base % height) + sign * tl.arange(0, BLOCK_L)  # column-major: row before wrapping, (BLOCK_L,)
-    wraps = tl.floor((rows.to(tl.float32) + 0.5) * (1.0 / height)).to(tl.int32)
-    column_major = (rows - wraps * height) * width + base // height + wraps
-    return tl.where((code & 1) != 0, column_major, position)
+    in_line = base % line + sign * tl.arange(0, BLOCK_L)  # (BLOCK_L,) offsets in the first step's line, unwrapped
+    inverse = 1.0 / line
+    wraps = tl.floor(in_line.to(tl.float32) * inverse + 0.5 * inverse).to(tl.int32)
+    return in_line * along + wraps * (across - line * along) + (base // line) * across
 
 
 @triton.jit
