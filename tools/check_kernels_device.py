@@ -168,6 +168,9 @@ def candidate_tiles(num_states, length, dtype, tune):
     # flips, 16 or 32 channels a warp: fewer dB, dC partials; the forward saves 8x the checkpoints)
     swept += [dataclasses.replace(default, bwd_chunk=8, bwd_tile=8 * channels, bwd_warps=1) for channels in (16, 32)
               if default.chunk > 8]
+    # the tuned tiles with the backward capped at 128 registers (stage 3: 166 -> 128 without spills, Vim-S 168 -> 128
+    # with 14 spilled outside its state loop; tools/kernel_code_stats.py)
+    swept.append(dataclasses.replace(default, bwd_registers=128))
     return [default] + swept
 
 

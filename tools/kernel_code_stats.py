@@ -127,7 +127,8 @@ def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd
                 constants['ALIGN'] = launchers.row_alignment(length)
             if 'PREFETCH' in fn.arg_names:
                 constants['PREFETCH'] = tiles.prefetch if prefetch is None else prefetch == 'on'
-            counts = code_counts(fn, constants, ints, warps, dtype_name, f'{name}_{label}')
+            cap = getattr(tiles, 'bwd_registers', None) if label == 'bwd' else None
+            counts = code_counts(fn, constants, ints, warps, dtype_name, f'{name}_{label}', cap)
             print(f'{name:16s} L={length:<5d} {label} BLOCK_D={block_d:<3d} BLOCK_T={block_t:<3d} warps={warps} '
                   f'ALIGN={constants.get("ALIGN", "-")} PREFETCH={constants.get("PREFETCH", "-")}: '
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)

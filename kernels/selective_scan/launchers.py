@@ -1,5 +1,6 @@
 """Argument checks shared by every path, and the launchers of the Triton kernels (allocate, pick blocks, launch)."""
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -14,7 +15,9 @@ class ScanTiles:
     then for the forward and the backward the elements of the (BLOCK_D, BLOCK_T) tile and the warps per program;
     ``prefetch``: both kernels issue the next chunk's loads before scanning the current one (twice the loads in
     flight, more registers); ``bwd_chunk``: the backward's steps per chunk when shorter than the forward's (a power
-    of two; 0: the forward's). The forward saves the state entering every backward chunk."""
+    of two; 0: the forward's). The forward saves the state entering every backward chunk. ``bwd_registers``: a cap
+    on the backward's registers a thread (ptxas's .maxnreg; None: ptxas's choice, 166 at VMamba-T stage 3 where
+    128 builds without spills: 12 -> 16 single-warp programs an SM)."""
     chunk: int
     whole_sequence: int
     fwd_tile: int
@@ -23,6 +26,7 @@ class ScanTiles:
     bwd_warps: int
     prefetch: bool = False
     bwd_chunk: int = 0
+    bwd_registers: Optional[int] = None
 
 
 # chosen from sweeps on an H100 at VMamba-T / GroupMamba-T (N = 1) and Vim-S (N = 16) shapes, batch 128, bf16
@@ -193,7 +197,7 @@ def selective_scan_bwd_triton(grad_out, grad_last_state, u, delta, A, B, C, D, z
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         HAS_INITIAL=initial_state is not None, HAS_GRAD_LAST=grad_last_state is not None, SOFTPLUS=delta_softplus,
         RETURN_STATES=return_states, PREFETCH=tiles.prefetch, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_T=block_t,
-        ALIGN=row_alignment(length), num_warps=tiles.bwd_warps)
+        ALIGN=row_alignment(length), num_warps=tiles.bwd_warps, maxnreg=tiles.bwd_registers)
 
     def group_sum(part, like):
         """(batch, blocks, N, L) partials -> summed over the blocks of each group, shaped and typed like B / C."""
