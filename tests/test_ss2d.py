@@ -101,7 +101,8 @@ def test_fused_with_dot_rank_matches_reference(dtype, rank):
     check_all(y, torch.autograd.grad(y, leaves, grad_y.float()), y_ref, grads_ref, dtype)
 
 
-@pytest.mark.parametrize('channels, height, width, limit', [(160, 2048, 2048, '2\\*\\*31'), (2, 1, 2 ** 15, '2\\*\\*15')])
+@pytest.mark.parametrize('channels, height, width, limit',
+                         [(160, 2048, 2048, '2\\*\\*31'), (2, 1, 2 ** 15, '2\\*\\*15')])
 def test_launcher_refuses_maps_beyond_its_index_arithmetic(channels, height, width, limit):
     """Offsets inside one image are int32 (H*W*K*D = 2**22 * 4 * 160 > 2**31 overflows them) and a route's line
     wraps are counted in fp32 (sides below 2**15): a larger map gets a clear error, not wrong results."""

@@ -32,7 +32,7 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 MIN_LOOP = 10  # instructions: shorter backward branches are spin / exit loops, not loop bodies
 # pointers in the inputs' dtype (the others fp32): the bare scan's, then the SS2D kernels' (x, x_dbl, y, delta, dy, dx)
 HALF_TENSORS = ('u_ptr', 'delta_ptr', 'B_ptr', 'C_ptr', 'z_ptr', 'out_ptr', 'grad_out_ptr', 'grad_u_ptr',
-                'grad_delta_ptr', 'grad_z_ptr', 'x_ptr', 'xdbl_ptr', 'y_ptr', 'dy_ptr', 'dx_ptr')
+                'grad_delta_ptr', 'grad_z_ptr', 'x_ptr', 'xdbl_ptr', 'bc_ptr', 'y_ptr', 'dy_ptr', 'dx_ptr')
 SS2D_ROUTES = 4
 
 
@@ -137,7 +137,7 @@ def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd
 def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, shapes=None):
     """Per VMamba-T stage: the training forward (saving chunk states, and delta as the launcher decides) and the
     backward of the fused SS2D core, N = 1, K = 4; ``bwd_block_l`` overrides the backward's chunk,
-    ``max_registers`` its register cap (default: the launcher's); ``shapes``: stage names (default all)."""
+    ``max_registers`` its register cap (default: the launchers' caps); ``shapes``: stage names (default all)."""
     launchers = importlib.import_module('kernels.ss2d.launchers')
     kernels = importlib.import_module('kernels.ss2d.triton_kernels')
     from benchmark_kernels import SS2D_SHAPES
@@ -150,13 +150,15 @@ def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, s
         bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, bwd_chunk, launchers.BWD_DOT_MIN_RANK)
         common = dict(RANK=rank, RANK_UNROLL=launchers.RANK_UNROLL, FP32_DOT=launchers.FP32_DOT, BLOCK_D=block_d,
                       BLOCK_N=block_n)
-        bwd_cap = max_registers or getattr(launchers, 'backward_registers', lambda *tile: None)(bwd_chunk, block_n)
+        cap = getattr(launchers, 'register_cap', lambda *launch: None)  # (older trees: no caps)
         for label, fn, chunk, cap, extra in (
-                ('fwd', kernels.ss2d_fwd_kernel, block_l, None, dict(RANK_DOT=fwd_dot, SAVE_STATES=True,
-                                                                    SAVE_DELTA=saved, STATE_STEPS=bwd_chunk)),
-                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, bwd_cap, dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
+                ('fwd', kernels.ss2d_fwd_kernel, block_l, cap('fwd', block_l, block_n),
+                 dict(RANK_DOT=fwd_dot, SAVE_STATES=True, SAVE_DELTA=saved, STATE_STEPS=bwd_chunk)),
+                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, max_registers or cap('bwd', bwd_chunk, block_n),
+                 dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
             ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
-                        num_states=1, num_chunks=launchers.cdiv(size * size, chunk))
+                        num_states=1, num_chunks=launchers.cdiv(size * size, chunk),
+                        length_pad=launchers.cdiv(size * size, 16) * 16)
             counts = code_counts(fn, dict(common, BLOCK_L=chunk, **extra), ints, warps, dtype_name,
                                  f'ss2d_{name.split()[-1]}_{label}', cap)
             print(f'{name:16s} D={channels:<4d} L={size * size:<5d} R={rank:<3d} {label} BLOCK_D={block_d} '

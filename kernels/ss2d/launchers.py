@@ -17,10 +17,11 @@ FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32'
 # the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
 # instead of 245 registers at stage 4); VMamba-T stage 1 (R = 6) trains faster forming it again, R >= 12 faster saved
 SAVE_DELTA_MIN_RANK = 8
-# a cap on the backward's registers a thread (ptxas's .maxnreg), by the values of a chunk each lane holds (steps x
-# states): unconstrained, ptxas took up to 225 at 8 steps x 1 state (9 single-warp programs an SM), where 168 (session
-# 10's timed kernels: 12 programs an SM) and 128 (16) build without spills (tools/kernel_code_stats.py); 4 steps: 96
-BWD_MAX_REGISTERS = {8: 168, 4: 96}
+# caps on a thread's registers (ptxas's .maxnreg) by kernel and by the values of a chunk each lane holds (steps x
+# states): unconstrained, ptxas took up to 225 in the backward at 8 steps x 1 state (9 single-warp programs an SM)
+# and 168 in the forward; the caps are session 10's timed kernels' (168: 12 programs an SM, 128: 16), all without
+# spills in the chunk loops (tools/kernel_code_stats.py; the backward also at 128)
+MAX_REGISTERS = {'fwd': {8: 128}, 'bwd': {8: 168, 4: 112}}
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -71,9 +72,9 @@ def backward_chunk(channels, num_states, block_l=None, bwd_block_l=None):
     return bwd_block_l or block_sizes(channels, num_states, block_l)[2]
 
 
-def backward_registers(block_l, block_n):
-    """The backward kernel's register cap (``BWD_MAX_REGISTERS``; None: ptxas's choice) for its chunk tile."""
-    return BWD_MAX_REGISTERS.get(block_l * block_n)
+def register_cap(kernel, block_l, block_n):
+    """The register cap of ``kernel`` ('fwd' or 'bwd') at its chunk tile (``MAX_REGISTERS``; None: ptxas's choice)."""
+    return MAX_REGISTERS[kernel].get(block_l * block_n)
 
 
 def dot_rank(rank, num_states, channels, block_l=None, min_rank=BWD_DOT_MIN_RANK):
@@ -119,6 +120,27 @@ def sum_parts(parts, out_dtype, empty=torch.empty, block=4096, num_warps=8):
     return out
 
 
+BC_STEPS = 64  # steps per program of the B, C reordering kernels (their fp32 line wraps are checked to 64 steps)
+
+
+def padded_length(length):
+    """Lp: the route-ordered B, C rows' length, L rounded up to a multiple of 16 (aligned vector loads)."""
+    return cdiv(length, 16) * 16
+
+
+def route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty=torch.empty):
+    """(batch, K, 2N, Lp) in x_dbl's dtype: each route's B and C columns of x_dbl (batch, H*W, K*(R+2N)) with its
+    steps in its reading order (``triton_kernels.route_bc_kernel``; the steps from L on are not written)."""
+    batch, length = x_dbl.shape[:2]
+    length_pad = padded_length(length)
+    bc = empty(batch, len(codes), 2 * num_states, length_pad, dtype=x_dbl.dtype, device=x_dbl.device)
+    from .triton_kernels import route_bc_kernel
+    route_bc_kernel[(cdiv(length, BC_STEPS), len(codes), batch)](
+        x_dbl, bc, pack_codes(codes), height, width, length_pad, len(codes), num_states, RANK=rank,
+        BLOCK_C=next_power_of_2(2 * num_states), BLOCK_S=BC_STEPS, num_warps=1)
+    return bc
+
+
 def pack_codes(codes):
     """The K route codes (2 bits each) as one int, route k in bits 2k and 2k+1, as the kernels read them."""
     return sum(code << (2 * k) for k, code in enumerate(codes))
@@ -157,7 +179,7 @@ def _check_triton_call(x, num_routes, rows):
 
 def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, codes, out_dtype, save_states,
                     empty=torch.empty, block_l=None, block_d=None, num_warps=None, parts=None,
-                    dot_min_rank=None, fp32_dot=FP32_DOT, save_delta=None, bwd_block_l=None):
+                    dot_min_rank=None, fp32_dot=FP32_DOT, save_delta=None, bwd_block_l=None, max_registers=None):
     """Forward launcher: returns (y (batch, D, H, W) in channels-last memory, x_dbl (batch, H*W, K*(R+2N)),
     states and deltas, each an empty tensor unless saved).
 
@@ -167,7 +189,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     ``block_l``, ``block_d``, ``num_warps``, ``parts``, ``dot_min_rank`` (the dt rank from which delta comes from
     tl.dot; default by dtype) and ``fp32_dot`` (its precision for fp32 inputs) override the tuned launch. With
     ``save_states`` and ``save_delta`` (default: :func:`saves_delta`), ``deltas`` (batch, H*W, K, D) in x's dtype
-    holds delta before softplus, which the backward then reads instead of forming it again.
+    holds delta before softplus, which the backward then reads instead of forming it again. ``max_registers``
+    overrides :func:`register_cap`.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -190,13 +213,14 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     save_delta = save_states and (saves_delta(rank) if save_delta is None else save_delta)
     deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
     rank_dot = dot_rank(rank, num_states, channels, block_l, dot_min_rank or FWD_DOT_MIN_RANK[x.element_size()])
+    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
-        pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
-        A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, num_routes,
-        num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
+        pixels, x_dbl, bc, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, bc.shape[-1],
+        num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
-        STATE_STEPS=state_steps, num_warps=num_warps)
+        STATE_STEPS=state_steps, num_warps=num_warps, maxnreg=max_registers or register_cap('fwd', block_l, block_n))
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states, deltas
 
@@ -210,7 +234,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     ``x_dbl``, ``states`` and ``deltas`` come from :func:`ss2d_fwd_triton` with ``save_states=True`` and the same
     launch overrides (its chunk: :func:`backward_chunk`); with an empty ``deltas`` the backward forms delta again
     (the rank loop, or tl.dot from ``dot_min_rank`` on: the forward's sums up to their fp32 order).
-    ``max_registers`` overrides :func:`backward_registers`.
+    ``max_registers`` overrides :func:`register_cap`.
     """
     num_routes = len(codes)
     batch, channels, height, width, rank, num_states = _dims(x, dt_projs_weight, A_logs)
@@ -230,18 +254,21 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     grad_parts = empty(parts, batch, length, channels, dtype=x.dtype, device=device)  # the scans' part of grad x
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
-    part_bc = empty(batch, num_blocks, length, num_routes, 2 * num_states, dtype=torch.float32, device=device)
+    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty)  # (batch, K, 2N, Lp)
+    # per-channel-block partial gradients of B and C, route-ordered like bc
+    part_bc = empty(batch, num_blocks, num_routes, 2 * num_states, bc.shape[-1], dtype=torch.float32, device=device)
     # per-image partial gradients of A_logs (N columns), Ds and dt_projs_bias (one column each), summed below
     part_params = empty(batch, num_routes * channels, num_states + 2, dtype=torch.float32, device=device)
     from .triton_kernels import ss2d_bwd_kernel
     ss2d_bwd_kernel[(num_blocks, parts, batch)](
-        pixels, x_dbl, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
+        pixels, x_dbl, bc, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, deltas, grad_pixels, grad_parts, grad_delta, part_bc,
-        part_params, channels, height, width, num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL,
+        part_params, channels, height, width, bc.shape[-1], num_routes, num_states, num_chunks, RANK=rank,
+        RANK_UNROLL=RANK_UNROLL,
         FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
         RANK_DOT=0 if saved_delta else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps,
-        maxnreg=max_registers or backward_registers(block_l, block_n))
+        maxnreg=max_registers or register_cap('bwd', block_l, block_n))
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
     # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned
     # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a
@@ -255,8 +282,13 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     x_dbl_rows = x_dbl.view(batch * length, num_routes * rows)
     grad_dtw = torch.matmul(grad_delta.t(), x_dbl_rows)  # (K*D, K*(R+2N)), every route pair
     grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
-    grad_xdbl = torch.cat([grad_low.transpose(0, 1), part_bc.sum(1).to(x.dtype).view(
-        batch * length, num_routes, 2 * num_states)], dim=2).view(batch * length, num_routes * rows)  # like x_dbl
+    grad_xdbl = empty(batch * length, num_routes, rows, dtype=x.dtype, device=device)  # like x_dbl
+    grad_xdbl[:, :, :rank] = grad_low.transpose(0, 1)
+    from .triton_kernels import pixel_bc_kernel
+    pixel_bc_kernel[(cdiv(length, BC_STEPS), num_routes, batch)](  # B, C columns: the blocks' sum at the pixels
+        part_bc, grad_xdbl, pack_codes(codes), height, width, bc.shape[-1], num_routes, num_states, num_blocks,
+        RANK=rank, BLOCK_C=next_power_of_2(2 * num_states), BLOCK_S=BC_STEPS, num_warps=1)
+    grad_xdbl = grad_xdbl.view(batch * length, num_routes * rows)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     grad_scan = sum_parts(grad_parts, x.dtype, empty)  # (batch, L, D)
     grad_scan.view(batch * length, channels).addmm_(grad_xdbl, weight)  # + the projections' part

@@ -4,7 +4,7 @@ The kernels read the map in pixel-major (channels-last) memory, (batch, H*W, D):
 (row-major, column-major, forward or reversed) is a row of D contiguous channels, so no route needs a transposed
 copy. x_dbl, the routes' projections (dt-rank slice, B, C) of every pixel, is (batch, H*W, K*(R+2N)) in the same
 pixel order. One program per (block of channels, route, image) walks its route in chunks of BLOCK_L steps: it loads
-x and x_dbl at the chunk's pixels, forms delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans,
+x and the dt slice of x_dbl at the chunk's pixels, forms delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans,
 and adds the route's output into y at the pixels it read: the merge. A program takes one route or several, one
 after the other (K / parts); the launcher sums the parts.
 
@@ -14,6 +14,12 @@ thread (no shuffles) and a step's load or store is a row of contiguous channels.
 
 A route is a 2-bit code: bit 0 column-major, bit 1 reversed (``cross_scan.routes``); the kernels take the K codes
 packed in one integer argument, route k in bits 2k and 2k+1 (no device tensor: CUDA-graph capture safe).
+
+B and C, one value per step shared by the channels, are read from a route-ordered copy of their x_dbl columns,
+(batch, K, 2N, Lp) with each route's steps in its reading order (``route_bc_kernel``): a chunk's B (or C) is one
+vector load, where reading them at the route's pixels of x_dbl made every lane place and load each step itself (a
+third of the forward's instructions). The backward writes their gradients in the same order and
+``pixel_bc_kernel`` puts them back at the pixels, summed over the channel blocks.
 """
 import triton
 import triton.language as tl
@@ -55,15 +61,23 @@ def _chunk_offsets(route_codes, k, chunk, length, height, width, channels, d, d_
 
 
 @triton.jit
-def _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask, RANK: tl.constexpr):
-    """A chunk's u (BLOCK_L, BLOCK_D) and B, C (BLOCK_L, BLOCK_N, 1) in fp32; ``xdbl_pixels`` (BLOCK_L,) point to
-    the route's R + 2N columns of x_dbl at the chunk's pixels."""
+def _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states, n, n_mask,
+                  BLOCK_L: tl.constexpr):
+    """A chunk's u (BLOCK_L, BLOCK_D) and B, C (BLOCK_L, BLOCK_N, 1) in fp32; ``bc_route`` points to the route's
+    (2N, Lp) rows of the route-ordered B and C."""
     u = tl.load(x_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
-    bc_ptrs = (xdbl_pixels[:, None] + RANK + n[None, :])[:, :, None]  # (BLOCK_L, BLOCK_N, 1)
+    B, C = _route_bc(bc_route, chunk, step_mask, length_pad, num_states, n, n_mask, BLOCK_L)
+    return u, B, C
+
+
+@triton.jit
+def _route_bc(bc_route, chunk, step_mask, length_pad, num_states, n, n_mask, BLOCK_L: tl.constexpr):
+    """A chunk's B and C (BLOCK_L, BLOCK_N, 1) in fp32 from the route's rows (Lp a multiple of 16: vector loads)."""
+    bc_ptrs = (bc_route + chunk * BLOCK_L + tl.arange(0, BLOCK_L)[:, None] + n[None, :] * length_pad)[:, :, None]
     bc_mask = (step_mask[:, None] & n_mask[None, :])[:, :, None]
     B = tl.load(bc_ptrs, mask=bc_mask, other=0.0).to(tl.float32)
-    C = tl.load(bc_ptrs + num_states, mask=bc_mask, other=0.0).to(tl.float32)
-    return u, B, C
+    C = tl.load(bc_ptrs + num_states * length_pad, mask=bc_mask, other=0.0).to(tl.float32)
+    return B, C
 
 
 @triton.jit
@@ -131,14 +145,15 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
-def _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes, num_states, num_saved,
-                 RANK: tl.constexpr):
-    """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)) and its saved chunk states (num_saved, N,
-    D)."""
+def _route_bases(xdbl_ptr, bc_ptr, states_ptr, batch, k, length, length_pad, channels, num_routes, num_states,
+                 num_saved, RANK: tl.constexpr):
+    """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)), its route-ordered B and C rows (2N, Lp) and
+    its saved chunk states (num_saved, N, D)."""
     rows = RANK + 2 * num_states
     xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows
-    state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_saved * num_states * channels
-    return xdbl_route, state_route
+    route = (batch * num_routes + k).to(tl.int64)
+    state_route = states_ptr + route * num_saved * num_states * channels
+    return xdbl_route, bc_ptr + route * 2 * num_states * length_pad, state_route
 
 
 @triton.jit
@@ -173,9 +188,9 @@ def _steps_total(total, PER_STEP: tl.constexpr):
 
 
 @triton.jit
-def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr, delta_ptr,
-                    channels, height, width, num_routes, num_states, num_chunks, RANK: tl.constexpr,
-                    RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
+def ss2d_fwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
+                    delta_ptr, channels, height, width, length_pad, num_routes, num_states, num_chunks,
+                    RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
                     SAVE_STATES: tl.constexpr, SAVE_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_L: tl.constexpr, STATE_STEPS: tl.constexpr):
     """The sum of part p's routes' outputs, pixel-major, into y (parts, batch, H*W, D) (the launcher sums the parts).
@@ -205,8 +220,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                           d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
-        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
-                                               num_states, num_saved, RANK)
+        xdbl_route, bc_route, state_route = _route_bases(xdbl_ptr, bc_ptr, states_ptr, batch, k, length, length_pad,
+                                                         channels, num_routes, num_states, num_saved, RANK)
         h = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)
         for group in range(tl.cdiv(num_chunks, GROUP)):
             first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
@@ -228,8 +243,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                              + d[None, :], delta.to(delta_ptr.dtype.element_ty), mask=mask)
                 y_ptrs = y_image + map_offsets
                 y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-                u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
-                                        RANK)
+                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states,
+                                        n, n_mask, BLOCK_L)
                 _, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
                 states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
@@ -246,9 +261,10 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
 
 
 @triton.jit
-def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, delta_ptr, dy_ptr,
-                    dx_ptr, grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, num_routes,
-                    num_states, num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr,
+def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, delta_ptr,
+                    dy_ptr, dx_ptr, grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, length_pad,
+                    num_routes, num_states, num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr,
+                    RANK_DOT: tl.constexpr,
                     FP32_DOT: tl.constexpr, SAVED_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
                     BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
@@ -259,8 +275,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
     Everything per pixel is pixel-major like x. Writes the part's routes' sum of dx (the scans' part) into dx
     (parts, batch, H*W, D) in dx's dtype (the launcher sums the parts and adds the projections' part), the gradient
     of delta before softplus (batch, H*W, K, D) (the launcher turns it into the dt up-projection's gradients with
-    matmuls), per-channel-block partial gradients of B and C (batch, blocks, H*W, K, 2N), and per-image partials of
-    A_logs, Ds and dt_projs_bias in the columns of part_params (batch, K*D, N + 2).
+    matmuls), per-channel-block partial gradients of B and C route-ordered like bc (batch, blocks, K, 2N, Lp), and
+    per-image partials of A_logs, Ds and dt_projs_bias in the columns of part_params (batch, K*D, N + 2).
     """
     pid_d, part, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     routes_per_part = num_routes // tl.num_programs(1)
@@ -281,12 +297,13 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
         k = part * routes_per_part + route
         dtw_rows, dtw_tile, bias, A, skip = _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states,
                                                           d, d_mask, n, n_mask, x_ptr.dtype.element_ty, RANK, RANK_DOT)
-        xdbl_route, state_route = _route_bases(xdbl_ptr, states_ptr, batch, k, length, channels, num_routes,
-                                               num_states, num_chunks, RANK)
+        xdbl_route, bc_route, state_route = _route_bases(xdbl_ptr, bc_ptr, states_ptr, batch, k, length, length_pad,
+                                                         channels, num_routes, num_states, num_chunks, RANK)
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
         delta_route = delta_ptr + image * num_routes + k * channels  # the same layout
-        part_route = (part_bc_ptr + (batch * num_blocks + pid_d).to(tl.int64) * length * num_routes * 2 * num_states
-                      + k * 2 * num_states)  # pixel stride K*2N
+        # this channel block's partial B, C gradients: route-ordered rows (2N, Lp) like bc_route's
+        part_route = (part_bc_ptr + ((batch * num_blocks + pid_d) * num_routes + k).to(tl.int64) * 2 * num_states
+                      * length_pad)
         carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
         # parameter gradients' terms: summed over each chunk's steps, or at short chunks kept per step and summed
         # once after the route (Triton sums them in the stores' layout, steps across lanes: 16 of a 4-step chunk's
@@ -315,8 +332,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                     delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
                 dx_ptrs = dx_image + map_offsets
                 grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-                u, B, C = _route_inputs(x_image, map_offsets, mask, xdbl_pixels, step_mask, num_states, n, n_mask,
-                                        RANK)
+                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states,
+                                        n, n_mask, BLOCK_L)
                 dt, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
@@ -338,14 +355,57 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds
                 grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
                 grad_C = tl.sum(states * dy[:, None, :], axis=2)
                 bc_mask = step_mask[:, None] & n_mask[None, :]
-                part_pixels = part_route + pixel[:, None] * (num_routes * 2 * num_states)
-                tl.store(part_pixels + n[None, :], grad_B, mask=bc_mask)
-                tl.store(part_pixels + (num_states + n)[None, :], grad_C, mask=bc_mask)
+                part_steps = part_route + (chunk * BLOCK_L + j)[:, None] + n[None, :] * length_pad  # (BLOCK_L, BLOCK_N)
+                tl.store(part_steps, grad_B, mask=bc_mask)
+                tl.store(part_steps + num_states * length_pad, grad_C, mask=bc_mask)
         params_row = part_params_ptr + ((batch * num_routes + k) * channels + d) * (num_states + 2)  # (BLOCK_D,)
         tl.store(params_row[None, :] + n[:, None], _steps_total(grad_a, PER_STEP) * A, mask=nd_mask)
         tl.store(params_row + num_states, _steps_total(grad_skip, PER_STEP), mask=d_mask)
         tl.store(params_row + num_states + 1, _steps_total(grad_bias, PER_STEP), mask=d_mask)
         tl.debug_barrier()  # the next route reads back dx, maybe written by other threads of the program
+
+
+@triton.jit
+def route_bc_kernel(xdbl_ptr, bc_ptr, route_codes, height, width, length_pad, num_routes, num_states,
+                    RANK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """bc (batch, K, 2N, Lp) = route k's B and C columns of x_dbl (batch, H*W, K*(R+2N)) in its reading order:
+    bc[b, k, c, s] = x_dbl[b, pixel of route k's step s, k*(R+2N) + R + c]; one program per (BLOCK_S steps, route,
+    image)."""
+    block, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    length = height * width
+    steps = block * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.arange(0, BLOCK_C)
+    mask = (steps < length)[None, :] & (c < 2 * num_states)[:, None]  # (BLOCK_C, BLOCK_S)
+    pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
+    rows = RANK + 2 * num_states
+    xdbl_image = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
+    values = tl.load(xdbl_image + pixel[None, :] * (num_routes * rows) + c[:, None], mask=mask)
+    bc_route = bc_ptr + (batch * num_routes + k).to(tl.int64) * 2 * num_states * length_pad
+    tl.store(bc_route + c[:, None] * length_pad + steps[None, :], values, mask=mask)
+
+
+@triton.jit
+def pixel_bc_kernel(part_ptr, grad_xdbl_ptr, route_codes, height, width, length_pad, num_routes, num_states,
+                    num_blocks, RANK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
+    """The inverse of :func:`route_bc_kernel` for the backward's partial B, C gradients (batch, blocks, K, 2N, Lp)
+    fp32: summed over the channel blocks (fp32) into the B and C columns of grad_xdbl (batch, H*W, K*(R+2N)) at the
+    routes' pixels, in grad_xdbl's dtype."""
+    block, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    length = height * width
+    steps = block * BLOCK_S + tl.arange(0, BLOCK_S)
+    c = tl.arange(0, BLOCK_C)
+    mask = (steps < length)[None, :] & (c < 2 * num_states)[:, None]  # (BLOCK_C, BLOCK_S)
+    route_rows = c[:, None] * length_pad + steps[None, :]
+    total = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
+    for channel_block in range(num_blocks):
+        part_route = part_ptr + ((batch * num_blocks + channel_block) * num_routes + k).to(tl.int64) * 2 * \
+            num_states * length_pad
+        total += tl.load(part_route + route_rows, mask=mask, other=0.0)
+    pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
+    rows = RANK + 2 * num_states
+    grad_image = grad_xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
+    tl.store(grad_image + pixel[None, :] * (num_routes * rows) + c[:, None],
+             total.to(grad_xdbl_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
