@@ -152,9 +152,10 @@ def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, s
                       BLOCK_N=block_n)
         cap = getattr(launchers, 'register_cap', lambda *launch: None)  # (older trees: no caps)
         for label, fn, chunk, cap, extra in (
-                ('fwd', kernels.ss2d_fwd_kernel, block_l, cap('fwd', block_l, block_n),
+                ('fwd', kernels.ss2d_fwd_kernel, block_l, cap('fwd', dtype.itemsize, block_l, block_n),
                  dict(RANK_DOT=fwd_dot, SAVE_STATES=True, SAVE_DELTA=saved, STATE_STEPS=bwd_chunk)),
-                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, max_registers or cap('bwd', bwd_chunk, block_n),
+                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, max_registers or cap('bwd', dtype.itemsize, bwd_chunk,
+                                                                                  block_n),
                  dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
             ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
                         num_states=1, num_chunks=launchers.cdiv(size * size, chunk),

@@ -17,11 +17,14 @@ FP32_DOT = 'tf32x3'  # fp32 inputs' tl.dot precision: three tf32 products (fp32'
 # the training forward stores delta for the backward from this dt rank on (then no dt up-projection there: 168
 # instead of 245 registers at stage 4); VMamba-T stage 1 (R = 6) trains faster forming it again, R >= 12 faster saved
 SAVE_DELTA_MIN_RANK = 8
-# caps on a thread's registers (ptxas's .maxnreg) by kernel and by the values of a chunk each lane holds (steps x
-# states): unconstrained, ptxas took up to 225 in the backward at 8 steps x 1 state (9 single-warp programs an SM)
-# and 168 in the forward; the caps are session 10's timed kernels' (168: 12 programs an SM, 128: 16), all without
-# spills in the chunk loops (tools/kernel_code_stats.py; the backward also at 128)
-MAX_REGISTERS = {'fwd': {8: 128}, 'bwd': {8: 168, 4: 112}}
+# caps on a thread's registers (ptxas's .maxnreg) by the inputs' element size, kernel and the values of a chunk each
+# lane holds (steps x states): unconstrained, ptxas took up to 225 in the 16-bit backward at 8 steps x 1 state (9
+# single-warp programs an SM) and 168 in the forward; the 16-bit caps are the registers of session 10's timed
+# kernels (168: 12 programs an SM, 128: 16), all without spills in the chunk loops (tools/kernel_code_stats.py,
+# Triton 3.6 and 3.8; the backward also at 128); the fp32 forward has none (its tf32x3 dots take 204-233 registers
+# at stages 3-4; capped at 168 it spilled in the loop with Triton 3.8)
+MAX_REGISTERS = {2: {'fwd': {8: 128}, 'bwd': {8: 168, 4: 112}},
+                 4: {'fwd': {}, 'bwd': {8: 168, 4: 112}}}
 MIN_PROGRAMS_PER_SM = 24  # single-warp programs per SM the scans need (H100 sweep, docs/benchmarks.md)
 
 
@@ -72,9 +75,10 @@ def backward_chunk(channels, num_states, block_l=None, bwd_block_l=None):
     return bwd_block_l or block_sizes(channels, num_states, block_l)[2]
 
 
-def register_cap(kernel, block_l, block_n):
-    """The register cap of ``kernel`` ('fwd' or 'bwd') at its chunk tile (``MAX_REGISTERS``; None: ptxas's choice)."""
-    return MAX_REGISTERS[kernel].get(block_l * block_n)
+def register_cap(kernel, element_size, block_l, block_n):
+    """The register cap of ``kernel`` ('fwd' or 'bwd') for inputs of ``element_size`` bytes at its chunk tile
+    (``MAX_REGISTERS``; None: ptxas's choice)."""
+    return MAX_REGISTERS.get(element_size, {}).get(kernel, {}).get(block_l * block_n)
 
 
 def dot_rank(rank, num_states, channels, block_l=None, min_rank=BWD_DOT_MIN_RANK):
@@ -220,7 +224,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, bc.shape[-1],
         num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
-        STATE_STEPS=state_steps, num_warps=num_warps, maxnreg=max_registers or register_cap('fwd', block_l, block_n))
+        STATE_STEPS=state_steps, num_warps=num_warps, maxnreg=max_registers or register_cap('fwd', x.element_size(), block_l, block_n))
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states, deltas
 
@@ -268,7 +272,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
         FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
         RANK_DOT=0 if saved_delta else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps,
-        maxnreg=max_registers or register_cap('bwd', block_l, block_n))
+        maxnreg=max_registers or register_cap('bwd', x.element_size(), block_l, block_n))
     # delta = dt_projs_weight @ (each route's dt slice of x_dbl) + bias: the dt slice's gradient as one batched
     # matmul over the routes on a strided view, R padded to 8 (rows of R = 6 or 12 took cuBLAS's slow unaligned
     # kernels: 0.21 of 3.2 ms at VMamba-T stage 1); the weight's as one split-K GEMM over every route pair (a
