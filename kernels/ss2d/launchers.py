@@ -127,19 +127,23 @@ def sum_parts(parts, out_dtype, empty=torch.empty, block=4096, num_warps=8):
 BC_STEPS = 64  # steps per program of the B, C reordering kernels (their fp32 line wraps are checked to 64 steps)
 
 
-def padded_length(length):
-    """Lp: the route-ordered B, C rows' length, L rounded up to a multiple of 16 (aligned vector loads)."""
-    return cdiv(length, 16) * 16
+def padded_length(length, block_l):
+    """Lp: the route-ordered B, C rows' length, L rounded up to a multiple of BC_STEPS and of the kernels' chunk
+    pairs (2 * block_l): aligned vector loads, and every chunk the kernels walk, the one past the end of an odd
+    count included, reads inside the rows without a mask."""
+    multiple = max(BC_STEPS, 2 * block_l)
+    return cdiv(length, multiple) * multiple
 
 
-def route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty=torch.empty):
+def route_ordered_bc(x_dbl, codes, height, width, rank, num_states, block_l, empty=torch.empty):
     """(batch, K, 2N, Lp) in x_dbl's dtype: each route's B and C columns of x_dbl (batch, H*W, K*(R+2N)) with its
-    steps in its reading order (``triton_kernels.route_bc_kernel``; the steps from L on are not written)."""
+    steps in its reading order, zeros from step L on (``triton_kernels.route_bc_kernel``); Lp for chunks of
+    ``block_l`` steps (:func:`padded_length`)."""
     batch, length = x_dbl.shape[:2]
-    length_pad = padded_length(length)
+    length_pad = padded_length(length, block_l)
     bc = empty(batch, len(codes), 2 * num_states, length_pad, dtype=x_dbl.dtype, device=x_dbl.device)
     from .triton_kernels import route_bc_kernel
-    route_bc_kernel[(cdiv(length, BC_STEPS), len(codes), batch)](
+    route_bc_kernel[(length_pad // BC_STEPS, len(codes), batch)](
         x_dbl, bc, pack_codes(codes), height, width, length_pad, len(codes), num_states, RANK=rank,
         BLOCK_C=next_power_of_2(2 * num_states), BLOCK_S=BC_STEPS, num_warps=1)
     return bc
@@ -217,7 +221,7 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
     save_delta = save_states and (saves_delta(rank) if save_delta is None else save_delta)
     deltas = empty(*((batch, length, num_routes, channels) if save_delta else (0,)), dtype=x.dtype, device=device)
     rank_dot = dot_rank(rank, num_states, channels, block_l, dot_min_rank or FWD_DOT_MIN_RANK[x.element_size()])
-    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty)
+    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, block_l, empty)
     from .triton_kernels import ss2d_fwd_kernel
     ss2d_fwd_kernel[(num_blocks, parts, batch)](
         pixels, x_dbl, bc, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
@@ -258,7 +262,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     grad_parts = empty(parts, batch, length, channels, dtype=x.dtype, device=device)  # the scans' part of grad x
     # d loss / d (delta before softplus) per pixel and route; half inputs keep it in half like autocast
     grad_delta = empty(batch, length, num_routes, channels, dtype=x.dtype, device=device)
-    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, empty)  # (batch, K, 2N, Lp)
+    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, block_l, empty)  # (batch, K, 2N, Lp)
     # per-channel-block partial gradients of B and C, route-ordered like bc
     part_bc = empty(batch, num_blocks, num_routes, 2 * num_states, bc.shape[-1], dtype=torch.float32, device=device)
     # per-image partial gradients of A_logs (N columns), Ds and dt_projs_bias (one column each), summed below

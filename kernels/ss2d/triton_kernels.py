@@ -66,15 +66,16 @@ def _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length
     """A chunk's u (BLOCK_L, BLOCK_D) and B, C (BLOCK_L, BLOCK_N, 1) in fp32; ``bc_route`` points to the route's
     (2N, Lp) rows of the route-ordered B and C."""
     u = tl.load(x_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
-    B, C = _route_bc(bc_route, chunk, step_mask, length_pad, num_states, n, n_mask, BLOCK_L)
+    B, C = _route_bc(bc_route, chunk, length_pad, num_states, n, n_mask, BLOCK_L)
     return u, B, C
 
 
 @triton.jit
-def _route_bc(bc_route, chunk, step_mask, length_pad, num_states, n, n_mask, BLOCK_L: tl.constexpr):
-    """A chunk's B and C (BLOCK_L, BLOCK_N, 1) in fp32 from the route's rows (Lp a multiple of 16: vector loads)."""
+def _route_bc(bc_route, chunk, length_pad, num_states, n, n_mask, BLOCK_L: tl.constexpr):
+    """A chunk's B and C (BLOCK_L, BLOCK_N, 1) in fp32 from the route's rows: the rows are zero past L and long
+    enough for every chunk the kernels walk, so no step mask (vector loads; Lp a multiple of 16)."""
     bc_ptrs = (bc_route + chunk * BLOCK_L + tl.arange(0, BLOCK_L)[:, None] + n[None, :] * length_pad)[:, :, None]
-    bc_mask = (step_mask[:, None] & n_mask[None, :])[:, :, None]
+    bc_mask = n_mask[None, :, None]
     B = tl.load(bc_ptrs, mask=bc_mask, other=0.0).to(tl.float32)
     C = tl.load(bc_ptrs + num_states * length_pad, mask=bc_mask, other=0.0).to(tl.float32)
     return B, C
@@ -354,10 +355,10 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
                 tl.store(grad_delta_route + route_offsets, grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
                 grad_B = tl.sum(grad_h * (dt * u)[:, None, :], axis=2)  # (BLOCK_L, BLOCK_N)
                 grad_C = tl.sum(states * dy[:, None, :], axis=2)
-                bc_mask = step_mask[:, None] & n_mask[None, :]
-                part_steps = part_route + (chunk * BLOCK_L + j)[:, None] + n[None, :] * length_pad  # (BLOCK_L, BLOCK_N)
-                tl.store(part_steps, grad_B, mask=bc_mask)
-                tl.store(part_steps + num_states * length_pad, grad_C, mask=bc_mask)
+                # (BLOCK_L, BLOCK_N), no step mask: past L into the rows' padding, which pixel_bc_kernel skips
+                part_steps = part_route + (chunk * BLOCK_L + j)[:, None] + n[None, :] * length_pad
+                tl.store(part_steps, grad_B, mask=n_mask[None, :])
+                tl.store(part_steps + num_states * length_pad, grad_C, mask=n_mask[None, :])
         params_row = part_params_ptr + ((batch * num_routes + k) * channels + d) * (num_states + 2)  # (BLOCK_D,)
         tl.store(params_row[None, :] + n[:, None], _steps_total(grad_a, PER_STEP) * A, mask=nd_mask)
         tl.store(params_row + num_states, _steps_total(grad_skip, PER_STEP), mask=d_mask)
@@ -369,19 +370,20 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
 def route_bc_kernel(xdbl_ptr, bc_ptr, route_codes, height, width, length_pad, num_routes, num_states,
                     RANK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """bc (batch, K, 2N, Lp) = route k's B and C columns of x_dbl (batch, H*W, K*(R+2N)) in its reading order:
-    bc[b, k, c, s] = x_dbl[b, pixel of route k's step s, k*(R+2N) + R + c]; one program per (BLOCK_S steps, route,
-    image)."""
+    bc[b, k, c, s] = x_dbl[b, pixel of route k's step s, k*(R+2N) + R + c], zeros from s = L on; one program per
+    (BLOCK_S of the Lp steps, route, image)."""
     block, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     length = height * width
     steps = block * BLOCK_S + tl.arange(0, BLOCK_S)
     c = tl.arange(0, BLOCK_C)
-    mask = (steps < length)[None, :] & (c < 2 * num_states)[:, None]  # (BLOCK_C, BLOCK_S)
+    rows_mask = (c < 2 * num_states)[:, None]  # (BLOCK_C, 1)
     pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
     rows = RANK + 2 * num_states
     xdbl_image = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
-    values = tl.load(xdbl_image + pixel[None, :] * (num_routes * rows) + c[:, None], mask=mask)
+    values = tl.load(xdbl_image + pixel[None, :] * (num_routes * rows) + c[:, None],
+                     mask=rows_mask & (steps < length)[None, :], other=0.0)  # (BLOCK_C, BLOCK_S)
     bc_route = bc_ptr + (batch * num_routes + k).to(tl.int64) * 2 * num_states * length_pad
-    tl.store(bc_route + c[:, None] * length_pad + steps[None, :], values, mask=mask)
+    tl.store(bc_route + c[:, None] * length_pad + steps[None, :], values, mask=rows_mask)
 
 
 @triton.jit
