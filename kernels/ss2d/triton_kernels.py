@@ -172,23 +172,6 @@ def _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_st
 
 
 @triton.jit
-def _add_steps(total, terms, PER_STEP: tl.constexpr):
-    """``total`` plus a chunk's ``terms`` (steps on axis 0): summed over the steps, or with PER_STEP kept per step
-    (the total then has the steps axis too; :func:`_steps_total` sums it)."""
-    if not PER_STEP:
-        terms = tl.sum(terms, axis=0)
-    return total + terms
-
-
-@triton.jit
-def _steps_total(total, PER_STEP: tl.constexpr):
-    """A total of :func:`_add_steps` without its steps axis."""
-    if PER_STEP:
-        total = tl.sum(total, axis=0)
-    return total
-
-
-@triton.jit
 def ss2d_fwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, y_ptr, states_ptr,
                     delta_ptr, channels, height, width, length_pad, num_routes, num_states, num_chunks,
                     RANK: tl.constexpr, RANK_UNROLL: tl.constexpr, RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr,
@@ -306,13 +289,12 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
         part_route = (part_bc_ptr + ((batch * num_blocks + pid_d) * num_routes + k).to(tl.int64) * 2 * num_states
                       * length_pad)
         carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
-        # parameter gradients' terms: summed over each chunk's steps, or at short chunks kept per step and summed
-        # once after the route (Triton sums them in the stores' layout, steps across lanes: 16 of a 4-step chunk's
-        # 56 shuffles; per step, at no register cost at 4 steps, 168 -> 215 registers at 8)
-        PER_STEP: tl.constexpr = BLOCK_L <= 4
-        grad_a = tl.zeros((BLOCK_L, BLOCK_N, BLOCK_D) if PER_STEP else (BLOCK_N, BLOCK_D), dtype=tl.float32)
-        grad_skip = tl.zeros((BLOCK_L, BLOCK_D) if PER_STEP else (BLOCK_D,), dtype=tl.float32)
-        grad_bias = tl.zeros((BLOCK_L, BLOCK_D) if PER_STEP else (BLOCK_D,), dtype=tl.float32)
+        # the parameter gradients' terms, kept per step and summed once after the route: a sum per chunk ran in the
+        # grad_delta store's layout, steps across lanes (48 of the 8-step chunk's 128 shuffles, 854 -> 750
+        # instructions; within the register cap)
+        grad_a = tl.zeros((BLOCK_L, BLOCK_N, BLOCK_D), dtype=tl.float32)
+        grad_skip = tl.zeros((BLOCK_L, BLOCK_D), dtype=tl.float32)
+        grad_bias = tl.zeros((BLOCK_L, BLOCK_D), dtype=tl.float32)
         for group_from_end in range(num_groups):
             group = num_groups - 1 - group_from_end
             first, second = _pair_delta(route_codes, k, group, length, height, width, xdbl_route, row_stride,
@@ -347,9 +329,9 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
                 grad_h_B = tl.sum(grad_h * B, axis=1)  # (BLOCK_L, BLOCK_D)
                 grad_dt = tl.sum(grad_h * carried * A[None, :, :], axis=1) + grad_h_B * u
                 grad_delta = grad_dt * softplus_slope(delta, dt)
-                grad_a = _add_steps(grad_a, grad_h * carried * dt[:, None, :], PER_STEP)
-                grad_skip = _add_steps(grad_skip, dy * u, PER_STEP)
-                grad_bias = _add_steps(grad_bias, grad_delta, PER_STEP)
+                grad_a += grad_h * carried * dt[:, None, :]
+                grad_skip += dy * u
+                grad_bias += grad_delta
                 grad_u += dt * grad_h_B + skip[None, :] * dy
                 tl.store(dx_ptrs, grad_u.to(dx_ptr.dtype.element_ty), mask=mask)
                 tl.store(grad_delta_route + route_offsets, grad_delta.to(grad_delta_ptr.dtype.element_ty), mask=mask)
@@ -360,9 +342,9 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
                 tl.store(part_steps, grad_B, mask=n_mask[None, :])
                 tl.store(part_steps + num_states * length_pad, grad_C, mask=n_mask[None, :])
         params_row = part_params_ptr + ((batch * num_routes + k) * channels + d) * (num_states + 2)  # (BLOCK_D,)
-        tl.store(params_row[None, :] + n[:, None], _steps_total(grad_a, PER_STEP) * A, mask=nd_mask)
-        tl.store(params_row + num_states, _steps_total(grad_skip, PER_STEP), mask=d_mask)
-        tl.store(params_row + num_states + 1, _steps_total(grad_bias, PER_STEP), mask=d_mask)
+        tl.store(params_row[None, :] + n[:, None], tl.sum(grad_a, axis=0) * A, mask=nd_mask)
+        tl.store(params_row + num_states, tl.sum(grad_skip, axis=0), mask=d_mask)
+        tl.store(params_row + num_states + 1, tl.sum(grad_bias, axis=0), mask=d_mask)
         tl.debug_barrier()  # the next route reads back dx, maybe written by other threads of the program
 
 
