@@ -7,8 +7,9 @@ from mmssm.kernels import ROUTES, ss2d_scan
 from mmssm.kernels.common.interpreter import vectorize_interpreter_scans
 from mmssm.kernels.cross_scan import route_codes
 from mmssm.kernels.ss2d import ss2d_flop_count, ss2d_scan_fused, ss2d_scan_ref
-from mmssm.kernels.ss2d.launchers import (MIN_PROGRAMS_PER_SM, dot_rank, route_parts, ss2d_bwd_triton,
-                                          ss2d_fwd_triton)
+from mmssm.kernels.cross_scan.naive import cross_merge_ref, cross_scan_ref
+from mmssm.kernels.ss2d.launchers import (MIN_PROGRAMS_PER_SM, dot_rank, route_ordered_bc, route_parts,
+                                          ss2d_bwd_triton, ss2d_fwd_triton, write_pixel_ordered_bc)
 from mmssm.kernels.testing import assert_close, poisoned_empty
 
 vectorize_interpreter_scans()
@@ -154,6 +155,34 @@ def test_backward_chunks_shorter_than_the_forward(num_states, rank, channels, bw
     fp32 = [t.float() for t in make_inputs(4, num_states, rank=rank, channels=channels)]
     with pytest.raises(ValueError, match='must divide'):
         ss2d_fwd_triton(*fp32, route_codes(ROUTES_BY_K[4]), torch.float32, True, block_l=8, bwd_block_l=16)
+
+
+@pytest.mark.parametrize('num_routes, size, num_states, block_l', [(4, (5, 7), 1, 8), (2, (1, 9), 2, 16),
+                                                                   (1, (6, 3), 1, 4)])
+def test_route_ordered_bc_and_back(num_routes, size, num_states, block_l):
+    """The kernels' B and C: each route's columns of x_dbl in its reading order (the cross-scan of those columns),
+    zeros past L in rows padded for chunk pairs (NaN-poisoned allocation); their gradients' way back sums the
+    route-ordered partials over the channel blocks into grad x_dbl at the pixels (each route's cross-merge), reading
+    no padding (NaN there)."""
+    routes, (height, width), rank = ROUTES_BY_K[num_routes], size, 3
+    batch, length, rows = 2, height * width, rank + 2 * num_states
+    codes = route_codes(routes)
+    x_dbl = torch.randn(batch, length, num_routes * rows)
+    bc = route_ordered_bc(x_dbl, codes, height, width, rank, num_states, block_l, empty=poisoned_empty)
+    assert bc.shape[-1] % 64 == 0 and bc.shape[-1] % (2 * block_l) == 0 and bc.shape[-1] >= length
+    columns = x_dbl.view(batch, height, width, num_routes, rows)[..., rank:].permute(0, 3, 4, 1, 2)  # (b, K, 2N, H, W)
+    for k, route in enumerate(routes):
+        assert torch.equal(bc[:, k, :, :length], cross_scan_ref(columns[:, k], routes=(route,))[:, 0]), route
+    assert torch.equal(bc[..., length:], torch.zeros_like(bc[..., length:]))
+    part_bc = torch.randn(batch, 3, num_routes, 2 * num_states, bc.shape[-1])
+    part_bc[..., length:] = float('nan')
+    grad_xdbl = poisoned_empty(batch * length, num_routes, rows)
+    write_pixel_ordered_bc(part_bc, grad_xdbl, codes, height, width, rank, num_states)
+    summed = part_bc.sum(1)[..., :length]  # (batch, K, 2N, L)
+    for k, route in enumerate(routes):
+        expected = cross_merge_ref(summed[:, k:k + 1], height, width, routes=(route,))  # (batch, 2N, H, W)
+        assert_close(grad_xdbl[:, k, rank:], expected.permute(0, 2, 3, 1).reshape(batch * length, 2 * num_states),
+                     torch.float32, name=route)
 
 
 def test_route_parts_follow_the_device_and_refuse_non_divisors():

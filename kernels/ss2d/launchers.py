@@ -149,6 +149,17 @@ def route_ordered_bc(x_dbl, codes, height, width, rank, num_states, block_l, emp
     return bc
 
 
+def write_pixel_ordered_bc(part_bc, grad_xdbl, codes, height, width, rank, num_states):
+    """The inverse of :func:`route_ordered_bc` for gradients: route-ordered partials (batch, blocks, K, 2N, Lp) fp32,
+    summed over the blocks, written into the B and C columns of ``grad_xdbl`` (batch*H*W, K, R+2N) at the routes'
+    pixels (``triton_kernels.pixel_bc_kernel``; the dt columns are left as they are)."""
+    batch, num_blocks, num_routes, _, length_pad = part_bc.shape
+    from .triton_kernels import pixel_bc_kernel
+    pixel_bc_kernel[(cdiv(height * width, BC_STEPS), num_routes, batch)](
+        part_bc, grad_xdbl, pack_codes(codes), height, width, length_pad, num_routes, num_states, num_blocks,
+        RANK=rank, BLOCK_C=next_power_of_2(2 * num_states), BLOCK_S=BC_STEPS, num_warps=1)
+
+
 def pack_codes(codes):
     """The K route codes (2 bits each) as one int, route k in bits 2k and 2k+1, as the kernels read them."""
     return sum(code << (2 * k) for k, code in enumerate(codes))
@@ -292,10 +303,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
     grad_dtw = grad_dtw.view(num_routes, channels, num_routes, rows).diagonal(dim1=0, dim2=2)  # (D, R+2N, K)
     grad_xdbl = empty(batch * length, num_routes, rows, dtype=x.dtype, device=device)  # like x_dbl
     grad_xdbl[:, :, :rank] = grad_low.transpose(0, 1)
-    from .triton_kernels import pixel_bc_kernel
-    pixel_bc_kernel[(cdiv(length, BC_STEPS), num_routes, batch)](  # B, C columns: the blocks' sum at the pixels
-        part_bc, grad_xdbl, pack_codes(codes), height, width, bc.shape[-1], num_routes, num_states, num_blocks,
-        RANK=rank, BLOCK_C=next_power_of_2(2 * num_states), BLOCK_S=BC_STEPS, num_warps=1)
+    write_pixel_ordered_bc(part_bc, grad_xdbl, codes, height, width, rank, num_states)  # B, C columns
     grad_xdbl = grad_xdbl.view(batch * length, num_routes * rows)
     weight = x_proj_weight.view(num_routes * rows, channels).to(x.dtype)  # (K*(R+2N), D)
     grad_scan = sum_parts(grad_parts, x.dtype, empty)  # (batch, L, D)
