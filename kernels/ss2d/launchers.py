@@ -239,7 +239,8 @@ def ss2d_fwd_triton(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds
         A_logs.contiguous(), Ds.contiguous(), y_parts, states, deltas, channels, height, width, bc.shape[-1],
         num_routes, num_states, num_chunks, RANK=rank, RANK_UNROLL=RANK_UNROLL, RANK_DOT=rank_dot, FP32_DOT=fp32_dot,
         SAVE_STATES=save_states, SAVE_DELTA=save_delta, BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l,
-        STATE_STEPS=state_steps, num_warps=num_warps, maxnreg=max_registers or register_cap('fwd', x.element_size(), block_l, block_n))
+        STATE_STEPS=state_steps, num_warps=num_warps,
+        maxnreg=max_registers or register_cap('fwd', x.element_size(), block_l, block_n))
     y = sum_parts(y_parts, out_dtype, empty)  # the merge: (batch, L, D)
     return channels_last_view(y, height, width), x_dbl, states, deltas
 

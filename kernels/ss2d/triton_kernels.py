@@ -4,9 +4,9 @@ The kernels read the map in pixel-major (channels-last) memory, (batch, H*W, D):
 (row-major, column-major, forward or reversed) is a row of D contiguous channels, so no route needs a transposed
 copy. x_dbl, the routes' projections (dt-rank slice, B, C) of every pixel, is (batch, H*W, K*(R+2N)) in the same
 pixel order. One program per (block of channels, route, image) walks its route in chunks of BLOCK_L steps: it loads
-x and the dt slice of x_dbl at the chunk's pixels, forms delta = dt_projs_weight @ dt-slice + bias and softplus in registers, scans,
-and adds the route's output into y at the pixels it read: the merge. A program takes one route or several, one
-after the other (K / parts); the launcher sums the parts.
+x and the dt slice of x_dbl at the chunk's pixels, forms delta = dt_projs_weight @ dt-slice + bias and softplus in
+registers, scans, and adds the route's output into y at the pixels it read: the merge. A program takes one route or
+several, one after the other (K / parts); the launcher sums the parts.
 
 Tiles are (BLOCK_L steps, BLOCK_N states, BLOCK_D channels) with the channels last: a warp's lanes hold 32
 channels and every lane holds all the chunk's steps of its channels, so the scans along the steps run inside each
