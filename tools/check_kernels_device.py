@@ -311,6 +311,7 @@ def main():
             torch.cuda.empty_cache()
         results['timings'] = timings(device, args.tune, not args.skip_torch)
     results['seconds'] = time.time() - start
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, 'w') as f:
         json.dump(results, f, indent=1)
     print(f'wrote {args.out} in {results["seconds"]:.0f} s')
