@@ -321,20 +321,21 @@ def sweep_norm(batch, device, configs=((2048, 4), (2048, 8), (4096, 4), (4096, 8
     return rows
 
 
-SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': True}, {'dot_min_rank': 16}, {'max_registers': 128},
-                          {'bwd_block_l': 4}, {'bwd_block_l': 4, 'max_registers': 80}),
-                 'fp32': ({}, {'save_delta': False}, {'dot_min_rank': 1}, {'fp32_dot': 'ieee'}, {'max_registers': 128},
-                          {'bwd_block_l': 4})}
+# (session 10's sweeps settled the forward's dot ranks and fp32's 'tf32x3' dots; ``dot_min_rank`` and ``fp32_dot``
+# remain launch overrides)
+SS2D_VARIANTS = {'bf16': ({}, {'save_delta': False}, {'save_delta': True}, {'max_registers': 128}, {'bwd_block_l': 4},
+                          {'bwd_block_l': 4, 'max_registers': 80}),
+                 'fp32': ({}, {'save_delta': False}, {'max_registers': 128}, {'bwd_block_l': 4})}
 FORWARD_ONLY, BACKWARD_ONLY = ('save_delta', 'dot_min_rank'), ('max_registers',)  # overrides of one launcher
 
 
 def sweep_ss2d(batch, device, variants=SS2D_VARIANTS):
     """The fused SS2D launchers (every VMamba-T stage; CUDA-graph replays) with the tuned launch and with overrides
-    of it: delta saved by the training forward or formed again in the backward, the forward's delta from tl.dot
-    from R = 16 on (bf16) or at every R (fp32), fp32 dots in 'ieee' precision, the backward's registers capped
+    of it: delta saved by the training forward or formed again in the backward, the backward's registers capped
     lower (more programs resident, ptxas's schedule with fewer values in flight), 4-step backward chunks (half the
-    registers of 8) (also ``parts``: 1, 2 or 4 route parts, programs scanning 4, 2 or 1 routes in turn). Times the
-    inference forward, the training forward (saving chunk states) and the backward."""
+    registers of 8) (also ``parts``: 1, 2 or 4 route parts, programs scanning 4, 2 or 1 routes in turn;
+    ``dot_min_rank``, ``fp32_dot``). Times the inference forward, the training forward (saving chunk states) and
+    the backward."""
     from kernels.ss2d.launchers import ss2d_bwd_triton, ss2d_fwd_triton
     codes = [0, 1, 2, 3]
     rows = []
