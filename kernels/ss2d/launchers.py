@@ -284,8 +284,7 @@ def ss2d_bwd_triton(grad_y, x, x_dbl, states, deltas, x_proj_weight, dt_projs_we
         pixels, x_dbl, bc, pack_codes(codes), dt_projs_weight.contiguous(), dt_projs_bias.contiguous(),
         A_logs.contiguous(), Ds.contiguous(), states, deltas, grad_pixels, grad_parts, grad_delta, part_bc,
         part_params, channels, height, width, bc.shape[-1], num_routes, num_states, num_chunks, RANK=rank,
-        RANK_UNROLL=RANK_UNROLL,
-        FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
+        RANK_UNROLL=RANK_UNROLL, FP32_DOT=fp32_dot, SAVED_DELTA=saved_delta,
         RANK_DOT=0 if saved_delta else dot_rank(rank, num_states, channels, block_l, dot_min_rank),
         BLOCK_D=block_d, BLOCK_N=block_n, BLOCK_L=block_l, num_warps=num_warps,
         maxnreg=max_registers or register_cap('bwd', x.element_size(), block_l, block_n))

@@ -61,7 +61,7 @@ def _chunk_offsets(route_codes, k, chunk, length, height, width, channels, d, d_
 
 
 @triton.jit
-def _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states, n, n_mask,
+def _route_inputs(x_image, map_offsets, mask, bc_route, chunk, length_pad, num_states, n, n_mask,
                   BLOCK_L: tl.constexpr):
     """A chunk's u (BLOCK_L, BLOCK_D) and B, C (BLOCK_L, BLOCK_N, 1) in fp32; ``bc_route`` points to the route's
     (2N, Lp) rows of the route-ordered B and C."""
@@ -146,15 +146,20 @@ def _route_params(dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, k, channels, num_states, d
 
 
 @triton.jit
+def _route_bc_rows(bc_ptr, batch, k, num_routes, num_states, length_pad):
+    """Route k's (2N, Lp) rows of a route-ordered (batch, K, 2N, Lp) tensor of this image."""
+    return bc_ptr + (batch * num_routes + k).to(tl.int64) * 2 * num_states * length_pad
+
+
+@triton.jit
 def _route_bases(xdbl_ptr, bc_ptr, states_ptr, batch, k, length, length_pad, channels, num_routes, num_states,
                  num_saved, RANK: tl.constexpr):
     """Route k's columns of this image's x_dbl (pixel stride K*(R+2N)), its route-ordered B and C rows (2N, Lp) and
     its saved chunk states (num_saved, N, D)."""
     rows = RANK + 2 * num_states
     xdbl_route = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows
-    route = (batch * num_routes + k).to(tl.int64)
-    state_route = states_ptr + route * num_saved * num_states * channels
-    return xdbl_route, bc_ptr + route * 2 * num_states * length_pad, state_route
+    state_route = states_ptr + (batch * num_routes + k).to(tl.int64) * num_saved * num_states * channels
+    return xdbl_route, _route_bc_rows(bc_ptr, batch, k, num_routes, num_states, length_pad), state_route
 
 
 @triton.jit
@@ -227,8 +232,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
                              + d[None, :], delta.to(delta_ptr.dtype.element_ty), mask=mask)
                 y_ptrs = y_image + map_offsets
                 y = tl.load(y_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states,
-                                        n, n_mask, BLOCK_L)
+                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, length_pad, num_states, n, n_mask,
+                                        BLOCK_L)
                 _, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
                 states = decay_cum * h[None, :, :] + state_from_zero  # (BLOCK_L, BLOCK_N, BLOCK_D)
@@ -248,9 +253,8 @@ def ss2d_fwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
 def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog_ptr, ds_ptr, states_ptr, delta_ptr,
                     dy_ptr, dx_ptr, grad_delta_ptr, part_bc_ptr, part_params_ptr, channels, height, width, length_pad,
                     num_routes, num_states, num_chunks, RANK: tl.constexpr, RANK_UNROLL: tl.constexpr,
-                    RANK_DOT: tl.constexpr,
-                    FP32_DOT: tl.constexpr, SAVED_DELTA: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_N: tl.constexpr,
-                    BLOCK_L: tl.constexpr):
+                    RANK_DOT: tl.constexpr, FP32_DOT: tl.constexpr, SAVED_DELTA: tl.constexpr, BLOCK_D: tl.constexpr,
+                    BLOCK_N: tl.constexpr, BLOCK_L: tl.constexpr):
     """Reverse pass of part p's routes (as in the forward), chunk groups from the end; recomputes each chunk's
     states from the saved chunk state; with SAVED_DELTA reads the forward's delta (batch, H*W, K, D) (RANK_DOT 0
     then: no dt weights needed), else forms it again, with tl.dot or the rank loop as RANK_DOT says (the forward's
@@ -286,8 +290,7 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
         grad_delta_route = grad_delta_ptr + image * num_routes + k * channels  # pixel stride K*D
         delta_route = delta_ptr + image * num_routes + k * channels  # the same layout
         # this channel block's partial B, C gradients: route-ordered rows (2N, Lp) like bc_route's
-        part_route = (part_bc_ptr + ((batch * num_blocks + pid_d) * num_routes + k).to(tl.int64) * 2 * num_states
-                      * length_pad)
+        part_route = _route_bc_rows(part_bc_ptr, batch * num_blocks + pid_d, k, num_routes, num_states, length_pad)
         carry = tl.zeros((BLOCK_N, BLOCK_D), dtype=tl.float32)  # a_{t+1} * dh_{t+1} at the chunk's end
         # the parameter gradients' terms, kept per step and summed once after the route: a sum per chunk ran in the
         # grad_delta store's layout, steps across lanes (48 of the 8-step chunk's 128 shuffles, 854 -> 750
@@ -315,8 +318,8 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
                     delta = _rank_loop_delta(xdbl_pixels, dtw_rows, bias, step_mask, d_mask, RANK, RANK_UNROLL)
                 dx_ptrs = dx_image + map_offsets
                 grad_u = tl.load(dx_ptrs, mask=mask & (route > 0), other=0.0).to(tl.float32)  # earlier routes' sum
-                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, step_mask, length_pad, num_states,
-                                        n, n_mask, BLOCK_L)
+                u, B, C = _route_inputs(x_image, map_offsets, mask, bc_route, chunk, length_pad, num_states, n, n_mask,
+                                        BLOCK_L)
                 dt, decay, drive = _scan_terms(delta, u, B, A * LOG2_E, x_ptr.dtype.element_ty.primitive_bitwidth < 32)
                 dy = tl.load(dy_image + map_offsets, mask=mask, other=0.0).to(tl.float32)
                 decay_cum, state_from_zero = scan_chunk(decay, drive, 0)
@@ -349,22 +352,31 @@ def ss2d_bwd_kernel(x_ptr, xdbl_ptr, bc_ptr, route_codes, dtw_ptr, dtb_ptr, alog
 
 
 @triton.jit
+def _bc_columns_at_route(xdbl_ptr, route_codes, batch, k, block, height, width, num_routes, num_states, c,
+                         RANK: tl.constexpr, BLOCK_S: tl.constexpr):
+    """Pointers (BLOCK_C, BLOCK_S) to the B and C columns ``c`` of route k in a (batch, H*W, K*(R+2N)) tensor like
+    x_dbl, at the pixels of the route's steps block*BLOCK_S + s."""
+    length = height * width
+    rows = RANK + 2 * num_states
+    image = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
+    pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
+    return image + pixel[None, :] * (num_routes * rows) + c[:, None]
+
+
+@triton.jit
 def route_bc_kernel(xdbl_ptr, bc_ptr, route_codes, height, width, length_pad, num_routes, num_states,
                     RANK: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_S: tl.constexpr):
     """bc (batch, K, 2N, Lp) = route k's B and C columns of x_dbl (batch, H*W, K*(R+2N)) in its reading order:
     bc[b, k, c, s] = x_dbl[b, pixel of route k's step s, k*(R+2N) + R + c], zeros from s = L on; one program per
     (BLOCK_S of the Lp steps, route, image)."""
     block, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    length = height * width
     steps = block * BLOCK_S + tl.arange(0, BLOCK_S)
     c = tl.arange(0, BLOCK_C)
     rows_mask = (c < 2 * num_states)[:, None]  # (BLOCK_C, 1)
-    pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
-    rows = RANK + 2 * num_states
-    xdbl_image = xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
-    values = tl.load(xdbl_image + pixel[None, :] * (num_routes * rows) + c[:, None],
-                     mask=rows_mask & (steps < length)[None, :], other=0.0)  # (BLOCK_C, BLOCK_S)
-    bc_route = bc_ptr + (batch * num_routes + k).to(tl.int64) * 2 * num_states * length_pad
+    values = tl.load(_bc_columns_at_route(xdbl_ptr, route_codes, batch, k, block, height, width, num_routes,
+                                          num_states, c, RANK, BLOCK_S),
+                     mask=rows_mask & (steps < height * width)[None, :], other=0.0)  # (BLOCK_C, BLOCK_S)
+    bc_route = _route_bc_rows(bc_ptr, batch, k, num_routes, num_states, length_pad)
     tl.store(bc_route + c[:, None] * length_pad + steps[None, :], values, mask=rows_mask)
 
 
@@ -375,21 +387,16 @@ def pixel_bc_kernel(part_ptr, grad_xdbl_ptr, route_codes, height, width, length_
     fp32: summed over the channel blocks (fp32) into the B and C columns of grad_xdbl (batch, H*W, K*(R+2N)) at the
     routes' pixels, in grad_xdbl's dtype."""
     block, k, batch = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    length = height * width
     steps = block * BLOCK_S + tl.arange(0, BLOCK_S)
     c = tl.arange(0, BLOCK_C)
-    mask = (steps < length)[None, :] & (c < 2 * num_states)[:, None]  # (BLOCK_C, BLOCK_S)
+    mask = (steps < height * width)[None, :] & (c < 2 * num_states)[:, None]  # (BLOCK_C, BLOCK_S)
     route_rows = c[:, None] * length_pad + steps[None, :]
     total = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
-    for channel_block in range(num_blocks):
-        part_route = part_ptr + ((batch * num_blocks + channel_block) * num_routes + k).to(tl.int64) * 2 * \
-            num_states * length_pad
+    for channel_block in range(num_blocks):  # part (batch, blocks, K, ...) viewed as (batch * blocks, K, ...)
+        part_route = _route_bc_rows(part_ptr, batch * num_blocks + channel_block, k, num_routes, num_states, length_pad)
         total += tl.load(part_route + route_rows, mask=mask, other=0.0)
-    pixel = _route_pixels(route_codes, k, block, length, height, width, BLOCK_S)
-    rows = RANK + 2 * num_states
-    grad_image = grad_xdbl_ptr + batch.to(tl.int64) * length * num_routes * rows + k * rows + RANK
-    tl.store(grad_image + pixel[None, :] * (num_routes * rows) + c[:, None],
-             total.to(grad_xdbl_ptr.dtype.element_ty), mask=mask)
+    tl.store(_bc_columns_at_route(grad_xdbl_ptr, route_codes, batch, k, block, height, width, num_routes, num_states,
+                                  c, RANK, BLOCK_S), total.to(grad_xdbl_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit
