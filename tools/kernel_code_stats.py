@@ -99,7 +99,7 @@ def cubin_counts(cubin, label='kernel'):
                 inner_loop=len(inner), inner_shfl=sum(op.startswith('SHFL') for op in inner))
 
 
-def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd_block_d=32):
+def scan_counts(dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd_block_d=32):
     """Per bare-scan shape (``shapes``: names of tools/check_kernels_device.py's, default all): the forward and
     backward kernels as the launchers would launch them (``bwd_chunk``: a shorter backward chunk of ``bwd_block_d``
     channels, one warp)."""
@@ -134,7 +134,7 @@ def scan_counts(tree, dtype_name, dtype, prefetch, shapes=None, bwd_chunk=0, bwd
                   + ', '.join(f'{k} {v}' for k, v in counts.items()), flush=True)
 
 
-def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, shapes=None):
+def ss2d_counts(dtype_name, dtype, bwd_block_l=None, max_registers=None, shapes=None):
     """Per VMamba-T stage: the training forward (saving chunk states, and delta as the launcher decides) and the
     backward of the fused SS2D core, N = 1, K = 4; ``bwd_block_l`` overrides the backward's chunk,
     ``max_registers`` its register cap (default: the launchers' caps); ``shapes``: stage names (default all)."""
@@ -150,16 +150,17 @@ def ss2d_counts(tree, dtype_name, dtype, bwd_block_l=None, max_registers=None, s
         bwd_dot = 0 if saved else launchers.dot_rank(rank, 1, channels, bwd_chunk, launchers.BWD_DOT_MIN_RANK)
         common = dict(RANK=rank, RANK_UNROLL=launchers.RANK_UNROLL, FP32_DOT=launchers.FP32_DOT, BLOCK_D=block_d,
                       BLOCK_N=block_n)
-        cap = getattr(launchers, 'register_cap', lambda *launch: None)  # (older trees: no caps)
+        register_cap = getattr(launchers, 'register_cap', lambda *launch: None)  # (older trees: no caps)
         for label, fn, chunk, cap, extra in (
-                ('fwd', kernels.ss2d_fwd_kernel, block_l, cap('fwd', dtype.itemsize, block_l, block_n),
+                ('fwd', kernels.ss2d_fwd_kernel, block_l, register_cap('fwd', dtype.itemsize, block_l, block_n),
                  dict(RANK_DOT=fwd_dot, SAVE_STATES=True, SAVE_DELTA=saved, STATE_STEPS=bwd_chunk)),
-                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk, max_registers or cap('bwd', dtype.itemsize, bwd_chunk,
-                                                                                  block_n),
+                ('bwd', kernels.ss2d_bwd_kernel, bwd_chunk,
+                 max_registers or register_cap('bwd', dtype.itemsize, bwd_chunk, block_n),
                  dict(RANK_DOT=bwd_dot, SAVED_DELTA=saved))):
             ints = dict(route_codes=0b11100100, channels=channels, height=size, width=size, num_routes=SS2D_ROUTES,
-                        num_states=1, num_chunks=launchers.cdiv(size * size, chunk),
-                        length_pad=launchers.cdiv(size * size, 16) * 16)
+                        num_states=1, num_chunks=launchers.cdiv(size * size, chunk))
+            if hasattr(launchers, 'padded_length'):  # (older trees read B, C from x_dbl)
+                ints['length_pad'] = launchers.padded_length(size * size, chunk)
             counts = code_counts(fn, dict(common, BLOCK_L=chunk, **extra), ints, warps, dtype_name,
                                  f'ss2d_{name.split()[-1]}_{label}', cap)
             print(f'{name:16s} D={channels:<4d} L={size * size:<5d} R={rank:<3d} {label} BLOCK_D={block_d} '
@@ -189,10 +190,10 @@ def main():
     import torch
     dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16, 'fp32': torch.float32}[args.dtype]
     if args.family == 'scan':
-        scan_counts(args.tree, args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','),
+        scan_counts(args.dtype, dtype, args.prefetch, args.shapes and args.shapes.split(','),
                     args.bwd_block_l or 0)
     else:
-        ss2d_counts(args.tree, args.dtype, dtype, args.bwd_block_l, args.max_registers,
+        ss2d_counts(args.dtype, dtype, args.bwd_block_l, args.max_registers,
                     args.shapes and args.shapes.split(','))
 
 
