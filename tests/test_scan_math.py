@@ -55,17 +55,21 @@ def test_scan_math_matches_float64(approx_log):
     assert torch.equal(softplus_x[x > 20], x[x > 20]), 'softplus is linear above 20, as torch'
 
 
+def build_stats(*args):
+    """stdout of tools/kernel_code_stats.py (the kernels built for sm_90 with this machine's Triton and ptxas)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(root, 'tools', 'kernel_code_stats.py'), *args],
+                            env=dict(os.environ, TRITON_INTERPRET='0'), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
 @pytest.mark.parametrize('dtype', ['bf16', 'fp32'])
 def test_gpu_build_takes_the_log_the_inputs_dtype_asks_for(tmp_path, dtype):
     """The interpreter runs no PTX, so the approximations are checked in the code built for an H100 (sm_90, this
-    machine's Triton and ptxas, no GPU): 16-bit inputs take softplus' log as MUFU.LG2, fp32 inputs libdevice's
-    precise log (no MUFU.LG2); neither kernel spills registers."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, os.path.join(root, 'tools', 'kernel_code_stats.py'), '--shapes', 'vmamba_t_s1', '--dtype',
-         dtype, '--sass', str(tmp_path)], env=dict(os.environ, TRITON_INTERPRET='0'), capture_output=True, text=True,
-        timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    machine's Triton and ptxas, no GPU): 16-bit inputs take softplus' log as MUFU.LG2, fp32 inputs the log1p series
+    (no MUFU.LG2); neither kernel spills registers."""
+    result = build_stats('--shapes', 'vmamba_t_s1', '--dtype', dtype, '--sass', str(tmp_path))
     lines = [line for line in result.stdout.splitlines() if line.startswith('vmamba_t_s1')]
     assert len(lines) == 2 and all('spills 0,' in line for line in lines), result.stdout
     for kernel in ('fwd', 'bwd'):
@@ -79,13 +83,8 @@ def test_ss2d_kernels_fit_their_register_caps(dtype, bwd_block_l):
     225 registers a thread in the backward, 9 single-warp programs an SM); built for sm_90 at VMamba-T stages 1 (the
     rank loop) and 4 (8 and 4-step backward chunks), both keep to their caps (the fp32 forward has none) with no
     spill in their chunk loops."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    result = subprocess.run(
-        [sys.executable, os.path.join(root, 'tools', 'kernel_code_stats.py'), '--family', 'ss2d', '--shapes',
-         'VMamba-T stage 1,VMamba-T stage 4', '--bwd-block-l', str(bwd_block_l), '--dtype', dtype],
-        env=dict(os.environ, TRITON_INTERPRET='0'),
-        capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = build_stats('--family', 'ss2d', '--shapes', 'VMamba-T stage 1,VMamba-T stage 4', '--bwd-block-l',
+                         str(bwd_block_l), '--dtype', dtype)
     from mmssm.kernels.ss2d.launchers import MAX_REGISTERS
     lines = [line for line in result.stdout.splitlines() if line.startswith('VMamba-T stage')]
     assert len(lines) == 4, result.stdout
